@@ -1,0 +1,45 @@
+//! The in-memory dataset every loader produces.
+
+/// One split (train or test): `n` samples of `dim` values each, stored row-major.
+#[derive(Debug, Clone, Default)]
+pub struct Split {
+    pub x: Vec<f32>,
+    pub n: usize,
+    /// Class label per sample, when the dataset has classes.
+    pub labels: Option<Vec<u32>>,
+    /// Ground-truth factor indices per sample (`n × factor_sizes.len()`), when known.
+    pub factors: Option<Vec<u32>>,
+}
+
+impl Split {
+    pub fn sample(&self, i: usize, dim: usize) -> &[f32] {
+        &self.x[i * dim..(i + 1) * dim]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub name: String,
+    /// Shape of one sample: `[C, H, W]` for images, `[D]` for vectors.
+    pub sample_shape: Vec<usize>,
+    pub num_classes: Option<usize>,
+    pub factor_names: Vec<String>,
+    pub factor_sizes: Vec<usize>,
+    /// Mode centres of a known mixture (2D toys), for mode-coverage metrics.
+    pub modes: Option<Vec<[f32; 2]>>,
+    /// Standard deviation of each mixture component, when `modes` is set.
+    pub mode_std: Option<f32>,
+    pub train: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Number of values in one sample.
+    pub fn dim(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    pub fn is_image(&self) -> bool {
+        self.sample_shape.len() == 3
+    }
+}

@@ -1,0 +1,21 @@
+//! Datasets for vaelab.
+//!
+//! Every dataset becomes one [`Dataset`]: flat `f32` samples (images in `[0, 1]`, `C×H×W`), optional class
+//! labels and optional ground-truth factors, split into train and test deterministically from a seed.
+//! A dataset is loaded once per sweep and shared (behind an `Arc`) by every trial.
+//!
+//! - [`dsprites`]: the procedural dSprites-style shapes (no download, generated from factor indices).
+//! - [`toy`]: 2D mixtures (ring of 8 Gaussians, 5×5 grid) with their mode centres.
+//! - [`idx`]: MNIST-format IDX files (MNIST, Fashion-MNIST, …), gzipped or raw, validated before use.
+//! - [`batch`]: seeded shuffling into mini-batches, and binarization.
+
+pub mod batch;
+pub mod dataset;
+pub mod dsprites;
+pub mod idx;
+pub mod spec;
+pub mod toy;
+
+pub use batch::{Binarize, EpochBatches};
+pub use dataset::{Dataset, Split};
+pub use spec::{load, DataKind, DataSpec};

@@ -1,0 +1,195 @@
+//! The `data:` section of an experiment spec and the loader it selects.
+
+use crate::{dsprites, idx, toy::Toy, Binarize, Dataset, Split};
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// Procedural dSprites-style shapes, generated in-process.
+    Dsprites,
+    /// MNIST IDX files from `dir` (default `${VAELAB_DATA:-data}/mnist`).
+    Mnist,
+    /// Fashion-MNIST IDX files from `dir` (default `${VAELAB_DATA:-data}/fashion-mnist`).
+    FashionMnist,
+    /// Ring of 8 Gaussians (2D).
+    Ring8,
+    /// 5×5 grid of Gaussians (2D).
+    Grid25,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub kind: DataKind,
+    /// Directory of dataset files; `${VAR}` and `${VAR:-default}` are expanded from the environment.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Side of generated images (dSprites: 64 or 32).
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+    /// Training samples: generated count for procedural data, a seeded subset for files (all if unset).
+    #[serde(default)]
+    pub n_train: Option<usize>,
+    /// Test samples, likewise.
+    #[serde(default)]
+    pub n_test: Option<usize>,
+    #[serde(default)]
+    pub binarize: Binarize,
+    /// Seed of generation, subsetting and the train/test split (shared by all trials of a sweep).
+    #[serde(default)]
+    pub split_seed: u64,
+}
+
+fn default_image_size() -> usize {
+    64
+}
+
+impl DataSpec {
+    /// The directory this spec reads, with environment variables expanded.
+    pub fn resolved_dir(&self) -> Option<String> {
+        let default = match self.kind {
+            DataKind::Mnist => Some("${VAELAB_DATA:-data}/mnist"),
+            DataKind::FashionMnist => Some("${VAELAB_DATA:-data}/fashion-mnist"),
+            _ => None,
+        };
+        self.dir.as_deref().or(default).map(expand_env)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.kind == DataKind::Dsprites && ![32, 64].contains(&self.image_size) {
+            bail!("data.image_size: dSprites renders at 32 or 64, not {}", self.image_size);
+        }
+        for (k, v) in [("n_train", self.n_train), ("n_test", self.n_test)] {
+            if v == Some(0) {
+                bail!("data.{k}: must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Expand `${VAR}` and `${VAR:-default}` from the environment (shell style, the subset specs need).
+pub fn expand_env(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => out.push_str(&v),
+            _ => out.push_str(default.unwrap_or("")),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Load the dataset a spec names. `seed` fixes generation, subsetting and the split.
+pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
+    spec.validate()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
+    match spec.kind {
+        DataKind::Dsprites => Ok(procedural_dsprites(spec, &mut rng)),
+        DataKind::Ring8 | DataKind::Grid25 => {
+            let toy = if spec.kind == DataKind::Ring8 { Toy::Ring8 } else { Toy::Grid25 };
+            let (n_train, n_test) = (spec.n_train.unwrap_or(20_000), spec.n_test.unwrap_or(2_000));
+            let split = |n, rng: &mut ChaCha8Rng| Split { x: toy.sample(n, rng), n, labels: None, factors: None };
+            Ok(Dataset {
+                name: format!("{:?}", spec.kind).to_lowercase(),
+                sample_shape: vec![2],
+                num_classes: None,
+                factor_names: vec![],
+                factor_sizes: vec![],
+                modes: Some(toy.modes()),
+                mode_std: Some(toy.std()),
+                train: split(n_train, &mut rng),
+                test: split(n_test, &mut rng),
+            })
+        }
+        DataKind::Mnist | DataKind::FashionMnist => {
+            let dir = PathBuf::from(spec.resolved_dir().unwrap_or_default());
+            let name = if spec.kind == DataKind::Mnist { "mnist" } else { "fashion-mnist" };
+            let train = idx::load_split(&dir, "train").with_context(|| format!("loading {name} training split"))?;
+            let test = idx::load_split(&dir, "t10k").with_context(|| format!("loading {name} test split"))?;
+            if (train.rows, train.cols) != (test.rows, test.cols) {
+                bail!("{}: train images are {}×{} but test images are {}×{}", dir.display(), train.rows, train.cols, test.rows, test.cols);
+            }
+            let shape = vec![1, train.rows, train.cols];
+            let to_split = |s: idx::IdxSplit, limit: Option<usize>, rng: &mut ChaCha8Rng| {
+                let dim = s.rows * s.cols;
+                match limit.filter(|&l| l < s.n) {
+                    None => Split { x: s.pixels, n: s.n, labels: Some(s.labels), factors: None },
+                    Some(l) => {
+                        let mut order: Vec<usize> = (0..s.n).collect();
+                        order.shuffle(rng);
+                        order.truncate(l);
+                        Split {
+                            x: crate::batch::gather(&s.pixels, dim, &order),
+                            n: l,
+                            labels: Some(order.iter().map(|&i| s.labels[i]).collect()),
+                            factors: None,
+                        }
+                    }
+                }
+            };
+            let train = to_split(train, spec.n_train, &mut rng);
+            let test = to_split(test, spec.n_test, &mut rng);
+            Ok(Dataset {
+                name: name.into(),
+                sample_shape: shape,
+                num_classes: Some(10),
+                factor_names: vec![],
+                factor_sizes: vec![],
+                modes: None,
+                mode_std: None,
+                train,
+                test,
+            })
+        }
+    }
+}
+
+/// Draw disjoint train and test sets of factor combinations and render them.
+fn procedural_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Dataset {
+    let n_train = spec.n_train.unwrap_or(20_000).min(dsprites::NUM_COMBINATIONS);
+    let n_test = spec.n_test.unwrap_or(2_000).min(dsprites::NUM_COMBINATIONS - n_train);
+    let mut order: Vec<u32> = (0..dsprites::NUM_COMBINATIONS as u32).collect();
+    order.shuffle(rng);
+    let size = spec.image_size;
+    let render = |combos: &[u32]| {
+        let dim = size * size;
+        let mut x = vec![0.0f32; combos.len() * dim];
+        let mut factors = Vec::with_capacity(combos.len() * 5);
+        for (i, &c) in combos.iter().enumerate() {
+            let f = dsprites::combination_factors(c as usize);
+            dsprites::render_into(f, size, &mut x[i * dim..(i + 1) * dim]);
+            factors.extend_from_slice(&f);
+        }
+        Split { x, n: combos.len(), labels: None, factors: Some(factors) }
+    };
+    Dataset {
+        name: "dsprites".into(),
+        sample_shape: vec![1, size, size],
+        num_classes: None,
+        factor_names: dsprites::FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
+        factor_sizes: dsprites::FACTOR_SIZES.to_vec(),
+        modes: None,
+        mode_std: None,
+        train: render(&order[..n_train]),
+        test: render(&order[n_train..n_train + n_test]),
+    }
+}

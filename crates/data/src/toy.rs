@@ -1,0 +1,47 @@
+//! 2D toy mixtures with known modes (the VEEGAN paper's ring and grid).
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Toy {
+    /// 8 Gaussians on a circle of radius 2, std 0.02.
+    Ring8,
+    /// 25 Gaussians on the grid {−4, −2, 0, 2, 4}², std 0.05.
+    Grid25,
+}
+
+impl Toy {
+    pub fn modes(self) -> Vec<[f32; 2]> {
+        match self {
+            Toy::Ring8 => (0..8)
+                .map(|k| {
+                    let a = std::f32::consts::TAU * k as f32 / 8.0;
+                    [2.0 * a.cos(), 2.0 * a.sin()]
+                })
+                .collect(),
+            Toy::Grid25 => (0..25).map(|k| [-4.0 + 2.0 * (k / 5) as f32, -4.0 + 2.0 * (k % 5) as f32]).collect(),
+        }
+    }
+
+    pub fn std(self) -> f32 {
+        match self {
+            Toy::Ring8 => 0.02,
+            Toy::Grid25 => 0.05,
+        }
+    }
+
+    /// Draw `n` points (x, y interleaved) from the mixture, each mode equally likely.
+    pub fn sample(self, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let modes = self.modes();
+        let std = self.std();
+        let mut out = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            let m = modes[rng.random_range(0..modes.len())];
+            out.push(m[0] + std * crate::batch::standard_normal(rng));
+            out.push(m[1] + std * crate::batch::standard_normal(rng));
+        }
+        out
+    }
+}

@@ -1,0 +1,138 @@
+//! Encoder and decoder networks shared by the zoo: an MLP and a DCGAN-style conv stack.
+
+use crate::spec::{Backbone, ModelSpec};
+use candle_core::{Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module, VarBuilder};
+
+/// Maps a sample (`[B, C, H, W]` or `[B, D]`) to `out_dim` features.
+pub enum Encoder {
+    Mlp { layers: Vec<Linear>, out: Linear },
+    Conv { convs: Vec<Conv2d>, out: Linear },
+}
+
+/// Maps `in_dim` features to a sample-shaped output (logits or means).
+pub enum Decoder {
+    Mlp { layers: Vec<Linear>, out: Linear, shape: Vec<usize> },
+    Conv { fc: Linear, deconvs: Vec<ConvTranspose2d>, start: [usize; 3] },
+}
+
+const DOWN: Conv2dConfig = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+const UP: ConvTranspose2dConfig = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
+
+fn conv_shape(spec: &ModelSpec, shape: &[usize]) -> Result<[usize; 3]> {
+    if shape.len() != 3 {
+        candle_core::bail!("the conv backbone needs image data ([C, H, W]); this dataset's samples are {shape:?}");
+    }
+    let f = 1usize << spec.channels.len();
+    if shape[1] % f != 0 || shape[2] % f != 0 {
+        candle_core::bail!("the conv backbone halves the image {} times: {}×{} is not divisible by {f}", spec.channels.len(), shape[1], shape[2]);
+    }
+    Ok([*spec.channels.last().unwrap(), shape[1] / f, shape[2] / f])
+}
+
+impl Encoder {
+    pub fn new(spec: &ModelSpec, shape: &[usize], extra_in: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        match spec.backbone {
+            Backbone::Mlp => {
+                let mut d = shape.iter().product::<usize>() + extra_in;
+                let mut layers = vec![];
+                for (i, &h) in spec.hidden.iter().enumerate() {
+                    layers.push(candle_nn::linear(d, h, vb.pp(format!("fc{i}")))?);
+                    d = h;
+                }
+                Ok(Encoder::Mlp { layers, out: candle_nn::linear(d, out_dim, vb.pp("out"))? })
+            }
+            Backbone::Conv => {
+                let last = conv_shape(spec, shape)?;
+                let mut c = shape[0];
+                let mut convs = vec![];
+                for (i, &ch) in spec.channels.iter().enumerate() {
+                    convs.push(candle_nn::conv2d(c, ch, 4, DOWN, vb.pp(format!("conv{i}")))?);
+                    c = ch;
+                }
+                let flat = last.iter().product::<usize>() + extra_in;
+                Ok(Encoder::Conv { convs, out: candle_nn::linear(flat, out_dim, vb.pp("out"))? })
+            }
+        }
+    }
+
+    /// `extra` (e.g. a one-hot label) is concatenated to the flattened input (MLP) or to the conv features.
+    pub fn forward(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
+        let cat = |h: Tensor| match extra {
+            Some(e) => Tensor::cat(&[&h, e], 1),
+            None => Ok(h),
+        };
+        match self {
+            Encoder::Mlp { layers, out } => {
+                let mut h = cat(x.flatten_from(1)?)?;
+                for l in layers {
+                    h = l.forward(&h)?.relu()?;
+                }
+                out.forward(&h)
+            }
+            Encoder::Conv { convs, out } => {
+                let mut h = x.clone();
+                for c in convs {
+                    h = c.forward(&h)?.relu()?;
+                }
+                out.forward(&cat(h.flatten_from(1)?)?)
+            }
+        }
+    }
+}
+
+impl Decoder {
+    pub fn new(spec: &ModelSpec, shape: &[usize], in_dim: usize, vb: VarBuilder) -> Result<Self> {
+        match spec.backbone {
+            Backbone::Mlp => {
+                let mut d = in_dim;
+                let mut layers = vec![];
+                for (i, &h) in spec.hidden.iter().rev().enumerate() {
+                    layers.push(candle_nn::linear(d, h, vb.pp(format!("fc{i}")))?);
+                    d = h;
+                }
+                let out = candle_nn::linear(d, shape.iter().product(), vb.pp("out"))?;
+                Ok(Decoder::Mlp { layers, out, shape: shape.to_vec() })
+            }
+            Backbone::Conv => {
+                let start = conv_shape(spec, shape)?;
+                let fc = candle_nn::linear(in_dim, start.iter().product(), vb.pp("fc"))?;
+                let mut outs: Vec<usize> = spec.channels.iter().rev().skip(1).copied().collect();
+                outs.push(shape[0]);
+                let mut c = start[0];
+                let mut deconvs = vec![];
+                for (i, &o) in outs.iter().enumerate() {
+                    deconvs.push(candle_nn::conv_transpose2d(c, o, 4, UP, vb.pp(format!("deconv{i}")))?);
+                    c = o;
+                }
+                Ok(Decoder::Conv { fc, deconvs, start })
+            }
+        }
+    }
+
+    /// Pre-activation output of the sample's shape (`[B, C, H, W]` or `[B, D]`).
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        match self {
+            Decoder::Mlp { layers, out, shape } => {
+                let mut h = z.clone();
+                for l in layers {
+                    h = l.forward(&h)?.relu()?;
+                }
+                let mut dims = vec![b];
+                dims.extend_from_slice(shape);
+                out.forward(&h)?.reshape(dims)
+            }
+            Decoder::Conv { fc, deconvs, start } => {
+                let mut h = fc.forward(z)?.relu()?.reshape((b, start[0], start[1], start[2]))?;
+                for (i, d) in deconvs.iter().enumerate() {
+                    h = d.forward(&h)?;
+                    if i + 1 < deconvs.len() {
+                        h = h.relu()?;
+                    }
+                }
+                Ok(h)
+            }
+        }
+    }
+}

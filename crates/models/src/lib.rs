@@ -1,0 +1,22 @@
+//! The vaelab model zoo.
+//!
+//! A model is a plain struct of candle-nn layers implementing [`GenerativeModel`]: it names its parameter
+//! groups (one optimizer each), computes its losses as named scalars, and can encode, reconstruct and sample.
+//! The trainer only talks to that trait; it never matches on a model's name.
+//!
+//! Adding a model = one module under [`zoo`] plus one line in [`registry::MODELS`] (see CONTRIBUTING.md).
+//!
+//! Weights are initialised from a seeded generator ([`init::SeededInit`]) because candle's CPU RNG cannot be
+//! seeded; that is what makes two runs of the same spec and seed identical.
+
+pub mod backbone;
+pub mod init;
+pub mod losses;
+pub mod model;
+pub mod registry;
+pub mod spec;
+pub mod zoo;
+
+pub use model::{Batch, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};
+pub use registry::{build, kinds};
+pub use spec::{Backbone, Likelihood, ModelSpec};

@@ -1,0 +1,64 @@
+//! The trait every model implements, and the values it exchanges with the trainer.
+
+use candle_core::{Result, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+/// A mini-batch: `x` is `[B, C, H, W]` for images or `[B, D]` for vectors; `labels` one-hot `[B, K]`.
+pub struct Batch {
+    pub x: Tensor,
+    pub labels: Option<Tensor>,
+}
+
+/// What a model gets besides the batch: the trial's seeded generator (all noise comes from it) and the step.
+pub struct ModelCtx<'a> {
+    pub rng: &'a mut ChaCha8Rng,
+    pub step: u64,
+}
+
+/// Parameters trained together by one optimizer.
+pub struct ParamGroup {
+    pub name: &'static str,
+    pub vars: Vec<Var>,
+}
+
+/// One optimisation phase of a training step: which group it updates and how many times in a row
+/// (a GAN's discriminator may take several steps per generator step).
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub group: usize,
+    pub repeats: usize,
+}
+
+/// A phase's objective and the named scalars to log with it (batch means).
+pub struct Losses {
+    pub objective: Tensor,
+    pub terms: Vec<(&'static str, Tensor)>,
+}
+
+pub trait GenerativeModel: Send {
+    /// Parameter groups, each with its own optimizer. Most models have one.
+    fn param_groups(&self) -> Vec<ParamGroup>;
+
+    /// The phases of one training step, in order. Default: one phase updating group 0.
+    fn phases(&self) -> Vec<Phase> {
+        vec![Phase { group: 0, repeats: 1 }]
+    }
+
+    /// The objective of `phase` (an index into `phases()`) on `batch`.
+    fn loss(&self, phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses>;
+
+    /// Evaluation metrics per example, shape `[B]` each; the trainer averages them over the test split.
+    fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>>;
+
+    /// The metric that says how well the model does (lower is better), e.g. `neg_elbo`.
+    fn primary_metric(&self) -> &'static str;
+
+    /// Reconstructions of `batch.x` in data space (probabilities or means), if the model has an encoder.
+    fn reconstruct(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Option<Tensor>>;
+
+    /// `n` samples in data space from the model's prior, if it has one.
+    fn sample(&self, n: usize, labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Option<Tensor>>;
+
+    /// Latent codes (posterior means) of `batch.x`, if the model has an encoder.
+    fn encode(&self, batch: &Batch) -> Result<Option<Tensor>>;
+}

@@ -1,0 +1,18 @@
+//! vaelab's runner: spec → plan → trials.
+//!
+//! - [`spec`]: the YAML experiment spec; every error names file:line:column and the key.
+//! - [`plan`]: [`SweepPlan`] expands the spec's sweep into trials with stable ids.
+//! - [`trial`]: [`TrialDir`], one trial's files, and running one trial (data → model → trainer → logs).
+//! - [`schedule`]: runs the plan's trials in parallel with progress bars, then writes `trials.parquet`.
+//! - [`summary`]: `trials.parquet`, rebuilt from the trial directories.
+
+pub mod locate;
+pub mod plan;
+pub mod schedule;
+pub mod spec;
+pub mod summary;
+pub mod trial;
+
+pub use plan::{SweepPlan, Trial};
+pub use spec::{ExperimentSpec, SpecError};
+pub use trial::{TrialDir, TrialStatus};

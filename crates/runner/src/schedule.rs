@@ -1,0 +1,154 @@
+//! Running a plan: datasets loaded once, trials in parallel on a rayon pool, progress, summary.
+//!
+//! Threads: the pool has one thread per core. `jobs` of them each drive one trial at a time; candle's
+//! kernels (gemm, conv) parallelise with rayon *inside the current pool*, so they borrow the idle threads
+//! instead of starting their own. Total threads never exceed the cores, whatever `jobs` is.
+
+use crate::plan::{SweepPlan, Trial};
+use crate::spec::SpecFile;
+use crate::summary;
+use crate::trial::{run_trial, State, TrialDir, TrialStatus};
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vaelab_data::Dataset;
+
+pub struct RunOptions {
+    pub runs_dir: PathBuf,
+    /// Overrides `sweep.jobs`.
+    pub jobs: Option<usize>,
+    /// Run only the trial with this index.
+    pub only_trial: Option<usize>,
+}
+
+pub struct RunReport {
+    pub sweep_dir: PathBuf,
+    pub statuses: Vec<TrialStatus>,
+    pub table: String,
+    pub skipped: usize,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.statuses.iter().filter(|s| s.status == State::Failed).count()
+    }
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Load each distinct dataset of the plan once, before any training, so bad data fails the run early.
+fn load_datasets(trials: &[&Trial]) -> anyhow::Result<HashMap<String, Arc<Dataset>>> {
+    let mut out = HashMap::new();
+    for t in trials {
+        let key = serde_yaml::to_string(&t.spec.data)?;
+        if !out.contains_key(&key) {
+            let d = vaelab_data::load(&t.spec.data, t.spec.data.split_seed).with_context(|| format!("loading data for trial {}", t.id))?;
+            out.insert(key, Arc::new(d));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow::Result<RunReport> {
+    let sweep_dir = opts.runs_dir.join(&plan.experiment).join(&plan.sweep_id);
+    let selected: Vec<&Trial> = match opts.only_trial {
+        Some(k) => vec![plan.trials.get(k).with_context(|| format!("--trial {k}: the sweep has {} trials (0..{})", plan.trials.len(), plan.trials.len()))?],
+        None => plan.trials.iter().collect(),
+    };
+    let datasets = load_datasets(&selected)?;
+
+    std::fs::create_dir_all(&sweep_dir).with_context(|| format!("creating {}", sweep_dir.display()))?;
+    vaelab_track::fsutil::write_atomic(&sweep_dir.join("sweep.yaml"), file.source.as_bytes())?;
+
+    let mut skipped = 0;
+    let mut queue = VecDeque::new();
+    for t in &selected {
+        match TrialDir::new(&sweep_dir, &t.id).read_status() {
+            Some(s) if s.status == State::Completed => skipped += 1,
+            _ => queue.push_back(*t),
+        }
+    }
+    let jobs = opts.jobs.or(file.spec.sweep.jobs).unwrap_or(2).clamp(1, cores()).min(queue.len().max(1));
+    let total = queue.len();
+    let interactive = std::io::stderr().is_terminal();
+    let mp = MultiProgress::with_draw_target(if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let overall = mp.add(ProgressBar::new(total as u64));
+    overall.set_style(ProgressStyle::with_template("sweep {bar:30.green/white} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]").unwrap());
+    let say = |line: String| {
+        if interactive {
+            mp.println(line).ok();
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
+        "vaelab: {} — {} trials in {} ({} already completed), {} at a time on {} cores",
+        plan.experiment,
+        plan.trials.len(),
+        sweep_dir.display(),
+        skipped,
+        jobs,
+        cores()
+    ));
+
+    let queue = Mutex::new(queue);
+    let results: Mutex<Vec<TrialStatus>> = Mutex::new(vec![]);
+    let counts = Mutex::new((0usize, 0usize)); // done, failed
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cores().max(jobs)).build()?;
+    pool.scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|_| loop {
+                let Some(trial) = queue.lock().unwrap().pop_front() else { break };
+                let data = datasets[&serde_yaml::to_string(&trial.spec.data).unwrap()].clone();
+                let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
+                bar.set_style(ProgressStyle::with_template("  {prefix} {bar:25.cyan/blue} {pos}/{len} steps  loss {msg}  ETA {eta}").unwrap());
+                bar.set_prefix(trial.id.clone());
+                let mut last_line = Instant::now();
+                let mut on_progress = |p: vaelab_train::Progress| {
+                    bar.set_position(p.step);
+                    bar.set_message(format!("{:.3}", p.loss));
+                    if !interactive && last_line.elapsed().as_secs() >= 10 {
+                        eprintln!("  {} step {}/{} loss {:.3}", trial.id, p.step, p.total, p.loss);
+                        last_line = Instant::now();
+                    }
+                };
+                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, &mut on_progress);
+                bar.finish_and_clear();
+                mp.remove(&bar);
+                let line = match status.status {
+                    State::Completed => {
+                        let primary = status.primary_metric.clone().unwrap_or_default();
+                        let v = status.final_metrics.get(&primary).copied().unwrap_or(f64::NAN);
+                        format!("  {} completed in {:.1}s: {primary} = {v:.3}", trial.id, status.wall_time_s)
+                    }
+                    _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
+                };
+                let (done, failed) = {
+                    let mut c = counts.lock().unwrap();
+                    c.0 += 1;
+                    c.1 += (status.status == State::Failed) as usize;
+                    *c
+                };
+                say(line);
+                overall.inc(1);
+                overall.set_message(format!("{} failed", failed));
+                let _ = done;
+                results.lock().unwrap().push(status);
+            });
+        }
+    });
+    overall.finish_and_clear();
+    let df = summary::collect(&sweep_dir)?;
+    let table = summary::render_table(&df);
+    let mut statuses = results.into_inner().unwrap();
+    statuses.sort_by_key(|s| s.index);
+    say(format!("vaelab: {} trials finished in {:.1}s", statuses.len(), started.elapsed().as_secs_f64()));
+    Ok(RunReport { sweep_dir, statuses, table, skipped })
+}

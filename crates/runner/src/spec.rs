@@ -1,0 +1,190 @@
+//! The experiment spec: one YAML file with `data`, `model`, `train`, `metrics`, `log` and `sweep` sections.
+//!
+//! Parsing is strict (unknown keys are errors) and every error is a [`SpecError`] naming the file, line,
+//! column and dotted key. Later sections and fields are added with defaults, so old specs keep working.
+
+use crate::locate::locate;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use vaelab_data::DataSpec;
+use vaelab_models::ModelSpec;
+use vaelab_train::TrainSpec;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Experiment name: the directory under the runs directory (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Seed of model initialisation and training randomness (a sweep's `seeds` override it per trial).
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataSpec,
+    pub model: ModelSpec,
+    #[serde(default = "default_train")]
+    pub train: TrainSpec,
+    /// Extra metrics computed at each evaluation, besides the model's own loss terms.
+    #[serde(default)]
+    pub metrics: Vec<MetricName>,
+    #[serde(default)]
+    pub log: LogSpec,
+    #[serde(default)]
+    pub sweep: SweepSpec,
+}
+
+fn default_train() -> TrainSpec {
+    serde_yaml::from_str("{}").expect("every train field has a default")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    /// Modes covered and share of high-quality samples (2D toy data with known modes).
+    ModeCoverage,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Write reconstruction and sample grids to TensorBoard at each evaluation.
+    #[serde(default = "yes")]
+    pub images: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        Self { images: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Dotted spec keys → lists of values; the sweep is their Cartesian product (keys in file order,
+    /// the last varying fastest).
+    #[serde(default)]
+    pub grid: serde_yaml::Mapping,
+    /// Seeds to repeat every grid point with (default: the spec's `seed`).
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+    /// Trials run at the same time (default: 2, capped by the number of cores).
+    #[serde(default)]
+    pub jobs: Option<usize>,
+}
+
+/// A spec problem, located in its file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{}:{}: key `{}`: {}", self.file.display(), self.line, self.column, self.key, self.message)
+    }
+}
+
+/// A parsed spec together with its file and text, so later checks can point into it.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub source: String,
+    pub spec: ExperimentSpec,
+}
+
+impl SpecFile {
+    pub fn load(path: &Path) -> Result<SpecFile, SpecError> {
+        let source = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: "".into(),
+            message: format!("cannot read spec: {e}"),
+        })?;
+        Self::parse(path, &source)
+    }
+
+    pub fn parse(path: &Path, source: &str) -> Result<SpecFile, SpecError> {
+        let spec: ExperimentSpec = serde_yaml::from_str(source).map_err(|e| from_serde(path, source, &e, None))?;
+        let file = SpecFile { path: path.to_path_buf(), source: source.to_string(), spec };
+        file.check(&file.spec)?;
+        Ok(file)
+    }
+
+    /// An error about `key` (dotted), located in this file.
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> SpecError {
+        let parts: Vec<&str> = key.split('.').collect();
+        // A key set by the sweep is reported where the sweep sets it.
+        let (line, column) = locate(&self.source, &["sweep", "grid", key])
+            .or_else(|| locate(&self.source, &parts))
+            .or_else(|| (1..parts.len()).rev().find_map(|n| locate(&self.source, &parts[..n])))
+            .unwrap_or((1, 1));
+        SpecError { file: self.path.clone(), line, column, key: key.into(), message: message.into() }
+    }
+
+    /// Range and consistency checks beyond what the types say.
+    pub fn check(&self, spec: &ExperimentSpec) -> Result<(), SpecError> {
+        let split = |e: anyhow::Error| {
+            let msg = e.to_string();
+            match msg.split_once(": ") {
+                Some((key, rest)) if key.contains('.') && !key.contains(' ') => (key.to_string(), rest.to_string()),
+                _ => ("".to_string(), msg),
+            }
+        };
+        for r in [spec.data.validate(), spec.model.validate(), spec.train.validate()] {
+            if let Err(e) = r {
+                let (key, msg) = split(e);
+                let key = key.split(" / ").next().unwrap_or("").to_string();
+                return Err(self.error_at(&key, msg));
+            }
+        }
+        if spec.name.is_empty()
+            || spec.name.starts_with('.')
+            || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(self.error_at("name", format!("`{}` is not a valid experiment name: use letters, digits, `-`, `_` and `.` (it becomes a directory under the runs directory)", spec.name)));
+        }
+        if spec.sweep.jobs == Some(0) {
+            return Err(self.error_at("sweep.jobs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Turn a serde_yaml error into a located [`SpecError`]. `sweep_key` is set when the error came from
+/// applying a sweep override, whose location is the sweep entry.
+pub fn from_serde(path: &Path, source: &str, e: &serde_yaml::Error, sweep_key: Option<&str>) -> SpecError {
+    let full = e.to_string();
+    // serde_yaml appends " at line L column C"; we report the location ourselves.
+    let msg = match full.find(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
+    let (prefix, detail) = match msg.split_once(": ") {
+        Some((p, d)) if !p.contains(' ') => (p.to_string(), d.to_string()),
+        _ => (String::new(), msg.clone()),
+    };
+    let mut key = prefix.clone();
+    if let Some(rest) = detail.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        key = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+    } else if let Some(rest) = detail.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        key = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+    }
+    let (line, column) = match (sweep_key, e.location()) {
+        (Some(k), _) => locate(source, &["sweep", "grid", k]).unwrap_or((1, 1)),
+        (None, Some(loc)) => (loc.line(), loc.column()),
+        (None, None) => locate(source, &key.split('.').collect::<Vec<_>>()).unwrap_or((1, 1)),
+    };
+    let key = sweep_key.map(|s| s.to_string()).unwrap_or(key);
+    SpecError { file: path.to_path_buf(), line, column, key, message: detail }
+}

@@ -1,0 +1,103 @@
+//! `trials.parquet`: one row per trial, rebuilt from the trial directories (so it can be rebuilt after a
+//! crash or on another machine).
+//!
+//! Columns: `trial_id: str`, `index: u64`, `status: str`, one typed column per swept key (named as the key,
+//! e.g. `model.latent_dim: i64`, `seed: i64`), `final_<metric>: f64` for every test metric at the last
+//! evaluation, `best_<primary>: f64`, `steps: u64`, `wall_time_s: f64`, `images_per_sec: f64`, `reason: str`.
+
+use crate::trial::TrialStatus;
+use polars::prelude::*;
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Read every `*/status.yaml` under `sweep_dir`, ordered by trial index.
+pub fn read_statuses(sweep_dir: &Path) -> anyhow::Result<Vec<TrialStatus>> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(sweep_dir)? {
+        let p = entry?.path().join("status.yaml");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            match serde_yaml::from_str::<TrialStatus>(&text) {
+                Ok(s) => out.push(s),
+                Err(e) => eprintln!("warning: skipping unreadable {}: {e}", p.display()),
+            }
+        }
+    }
+    out.sort_by_key(|s| s.index);
+    Ok(out)
+}
+
+fn hparam_column(name: &str, vals: &[Option<&Value>]) -> Column {
+    let all = |f: fn(&Value) -> bool| vals.iter().all(|v| v.is_none_or(f));
+    if all(|v| v.is_i64() || v.is_u64()) {
+        Column::new(name.into(), vals.iter().map(|v| v.and_then(|v| v.as_i64())).collect::<Vec<_>>())
+    } else if all(|v| v.is_number()) {
+        Column::new(name.into(), vals.iter().map(|v| v.and_then(|v| v.as_f64())).collect::<Vec<_>>())
+    } else if all(|v| v.is_bool()) {
+        Column::new(name.into(), vals.iter().map(|v| v.and_then(|v| v.as_bool())).collect::<Vec<_>>())
+    } else {
+        Column::new(name.into(), vals.iter().map(|v| v.map(crate::plan::value_text)).collect::<Vec<_>>())
+    }
+}
+
+pub fn trials_frame(statuses: &[TrialStatus]) -> PolarsResult<DataFrame> {
+    let mut keys: Vec<String> = vec![];
+    for s in statuses {
+        for k in s.hparams.keys().filter_map(|k| k.as_str()) {
+            if !keys.iter().any(|x| x == k) {
+                keys.push(k.to_string());
+            }
+        }
+    }
+    let metrics: BTreeSet<&String> = statuses.iter().flat_map(|s| s.final_metrics.keys()).collect();
+    let primaries: BTreeSet<&String> = statuses.iter().filter_map(|s| s.primary_metric.as_ref()).collect();
+
+    let mut cols = vec![
+        Column::new("trial_id".into(), statuses.iter().map(|s| s.trial_id.as_str()).collect::<Vec<_>>()),
+        Column::new("index".into(), statuses.iter().map(|s| s.index as u64).collect::<Vec<_>>()),
+        Column::new("status".into(), statuses.iter().map(|s| serde_yaml::to_string(&s.status).unwrap().trim().to_string()).collect::<Vec<_>>()),
+    ];
+    for k in &keys {
+        let vals: Vec<Option<&Value>> = statuses.iter().map(|s| s.hparams.get(k.as_str())).collect();
+        cols.push(hparam_column(k, &vals));
+    }
+    for m in &metrics {
+        cols.push(Column::new(format!("final_{m}").into(), statuses.iter().map(|s| s.final_metrics.get(*m).copied()).collect::<Vec<_>>()));
+    }
+    for p in &primaries {
+        let vals: Vec<Option<f64>> = statuses.iter().map(|s| s.best_primary.filter(|_| s.primary_metric.as_ref() == Some(*p))).collect();
+        cols.push(Column::new(format!("best_{p}").into(), vals));
+    }
+    cols.push(Column::new("steps".into(), statuses.iter().map(|s| s.steps).collect::<Vec<_>>()));
+    cols.push(Column::new("wall_time_s".into(), statuses.iter().map(|s| s.wall_time_s).collect::<Vec<_>>()));
+    cols.push(Column::new("images_per_sec".into(), statuses.iter().map(|s| s.images_per_sec).collect::<Vec<_>>()));
+    cols.push(Column::new("reason".into(), statuses.iter().map(|s| s.reason.clone()).collect::<Vec<_>>()));
+    DataFrame::new_infer_height(cols)
+}
+
+/// Rebuild `sweep_dir/trials.parquet` from the trial directories; returns the frame.
+pub fn collect(sweep_dir: &Path) -> anyhow::Result<DataFrame> {
+    let statuses = read_statuses(sweep_dir)?;
+    let mut df = trials_frame(&statuses)?;
+    vaelab_track::parquet::write_parquet(&mut df, &sweep_dir.join("trials.parquet"))?;
+    Ok(df)
+}
+
+/// The summary table printed at the end of a run: hyperparameters, final metrics, status, wall time.
+pub fn render_table(df: &DataFrame) -> String {
+    let keep: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason"))
+        .collect();
+    let view = df.select(keep).unwrap_or_else(|_| df.clone());
+    // SAFETY-free: these only configure Polars' table formatting for this process.
+    std::env::set_var("POLARS_FMT_MAX_COLS", "-1");
+    std::env::set_var("POLARS_FMT_MAX_ROWS", "-1");
+    std::env::set_var("POLARS_FMT_STR_LEN", "60");
+    std::env::set_var("POLARS_TABLE_WIDTH", "250");
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_DATAFRAME_SHAPE_INFORMATION", "1");
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_COLUMN_DATA_TYPES", "1");
+    format!("{view}")
+}

@@ -1,0 +1,173 @@
+//! One trial: its directory and how it runs (data → model → trainer → logs).
+
+use crate::plan::Trial;
+use crate::spec::MetricName;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use vaelab_data::Dataset;
+use vaelab_track::fsutil::write_atomic;
+use vaelab_track::TrialLog;
+use vaelab_train::{Progress, TrainError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Running,
+    Completed,
+    Failed,
+}
+
+/// `status.yaml` of a trial: what happened and its final numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialStatus {
+    pub trial_id: String,
+    pub index: usize,
+    pub status: State,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The swept keys and this trial's values.
+    pub hparams: serde_yaml::Mapping,
+    pub steps: u64,
+    pub wall_time_s: f64,
+    pub started_at: f64,
+    #[serde(default)]
+    pub primary_metric: Option<String>,
+    /// Test-split metrics at the last evaluation.
+    #[serde(default)]
+    pub final_metrics: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub best_primary: Option<f64>,
+    #[serde(default)]
+    pub images_per_sec: Option<f64>,
+}
+
+/// `runs/<experiment>/<sweep-id>/<trial-id>/`.
+#[derive(Debug, Clone)]
+pub struct TrialDir {
+    pub path: PathBuf,
+}
+
+impl TrialDir {
+    pub fn new(sweep_dir: &Path, trial_id: &str) -> Self {
+        Self { path: sweep_dir.join(trial_id) }
+    }
+    pub fn spec(&self) -> PathBuf {
+        self.path.join("spec.yaml")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.path.join("status.yaml")
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.path.join("checkpoint.safetensors")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.parquet")
+    }
+
+    pub fn read_status(&self) -> Option<TrialStatus> {
+        let text = std::fs::read_to_string(self.status_file()).ok()?;
+        serde_yaml::from_str(&text).ok()
+    }
+
+    pub fn write_status(&self, s: &TrialStatus) -> anyhow::Result<()> {
+        write_atomic(&self.status_file(), serde_yaml::to_string(s)?.as_bytes())?;
+        Ok(())
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Run one trial to the end and record its status; never panics on a trial's own failure.
+pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, progress: &mut dyn FnMut(Progress)) -> TrialStatus {
+    let start = Instant::now();
+    let mut status = TrialStatus {
+        trial_id: trial.id.clone(),
+        index: trial.index,
+        status: State::Running,
+        reason: None,
+        hparams: trial.overrides.iter().map(|(k, v)| (serde_yaml::Value::from(k.as_str()), v.clone())).collect(),
+        steps: 0,
+        wall_time_s: 0.0,
+        started_at: unix_now(),
+        primary_metric: None,
+        final_metrics: BTreeMap::new(),
+        best_primary: None,
+        images_per_sec: None,
+    };
+    let result = (|| -> Result<vaelab_train::TrainOutcome, TrainError> {
+        std::fs::create_dir_all(&dir.path).map_err(anyhow::Error::from)?;
+        write_atomic(&dir.spec(), serde_yaml::to_string(&trial.spec).map_err(anyhow::Error::from)?.as_bytes()).map_err(anyhow::Error::from)?;
+        dir.write_status(&status)?;
+        let spec = &trial.spec;
+        let varmap = candle_nn::VarMap::new();
+        let model = vaelab_models::build(&spec.model, &data.sample_shape, &varmap, spec.seed, &candle_core::Device::Cpu)?;
+        let mut log = TrialLog::create(&dir.path, &trial.id)?;
+        let mut outcome = vaelab_train::train(
+            model.as_ref(),
+            &varmap,
+            data,
+            spec.data.binarize,
+            &spec.train,
+            spec.seed,
+            &mut log,
+            &dir.checkpoint(),
+            progress,
+        )?;
+        for m in &spec.metrics {
+            match m {
+                MetricName::ModeCoverage => {
+                    let extra = mode_coverage(model.as_ref(), data, spec.seed)?;
+                    for (k, v) in extra {
+                        log.scalar("test", &k, outcome.steps, outcome.steps as f64, v)?;
+                        outcome.final_metrics.push((k, v));
+                    }
+                }
+            }
+        }
+        log.flush()?;
+        Ok(outcome)
+    })();
+    status.wall_time_s = start.elapsed().as_secs_f64();
+    match result {
+        Ok(o) => {
+            status.status = State::Completed;
+            status.steps = o.steps;
+            status.final_metrics = o.final_metrics.into_iter().collect();
+            status.best_primary = o.best_primary.is_finite().then_some(o.best_primary);
+            status.primary_metric = Some(o.primary_metric);
+            status.images_per_sec = Some(o.images_per_sec);
+        }
+        Err(e) => {
+            status.status = State::Failed;
+            if let TrainError::Diverged { step } = &e {
+                status.steps = *step;
+            }
+            status.reason = Some(format!("{e:#}"));
+        }
+    }
+    if let Err(e) = dir.write_status(&status) {
+        status.status = State::Failed;
+        status.reason = Some(format!("cannot write {}: {e:#}", dir.status_file().display()));
+    }
+    status
+}
+
+/// VEEGAN-style mode coverage of 2,500 prior samples (2D data with known modes only).
+fn mode_coverage(model: &dyn vaelab_models::GenerativeModel, data: &Dataset, seed: u64) -> anyhow::Result<Vec<(String, f64)>> {
+    use rand::SeedableRng;
+    let (Some(modes), Some(std)) = (&data.modes, data.mode_std) else {
+        anyhow::bail!("metric mode_coverage needs 2D data with known modes (ring8, grid25)");
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xc0e5);
+    let mut ctx = vaelab_models::ModelCtx { rng: &mut rng, step: 0 };
+    let Some(s) = model.sample(2500, None, &mut ctx)? else {
+        anyhow::bail!("metric mode_coverage needs a model that can sample");
+    };
+    let pts: Vec<[f32; 2]> = s.to_vec2::<f32>()?.into_iter().map(|p| [p[0], p[1]]).collect();
+    let (covered, hq) = vaelab_metrics::mode_coverage(&pts, modes, std, 20);
+    Ok(vec![("modes_covered".into(), covered as f64), ("high_quality_frac".into(), hq)])
+}

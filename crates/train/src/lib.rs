@@ -1,0 +1,14 @@
+//! The vaelab trainer: `train(model, data) → logs`.
+//!
+//! One Adam optimizer per parameter group the model declares; each step runs the model's phases in order.
+//! Every random draw (shuffling, binarization, reparameterisation noise) comes from generators seeded by the
+//! trial seed, so the same spec and seed give the same numbers on CPU. Evaluation runs on the whole test split
+//! every `eval_every` steps and at the end; a non-finite loss stops the trial with [`TrainError::Diverged`].
+
+mod checkpoint;
+mod spec;
+mod trainer;
+
+pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use spec::TrainSpec;
+pub use trainer::{train, Progress, TrainError, TrainOutcome};

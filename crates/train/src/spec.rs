@@ -1,0 +1,69 @@
+//! The `train:` section of an experiment spec.
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Length of training in passes over the training split (ignored when `steps` is set).
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Length of training in optimizer steps; overrides `epochs`.
+    #[serde(default)]
+    pub steps: Option<u64>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Evaluate on the test split every this many steps (and at the end).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// Log training loss terms every this many steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Batch size for evaluation passes.
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+}
+
+fn default_epochs() -> usize {
+    1
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_eval_every() -> u64 {
+    500
+}
+fn default_log_every() -> u64 {
+    20
+}
+fn default_eval_batch_size() -> usize {
+    500
+}
+
+impl TrainSpec {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if self.batch_size == 0 {
+            bail!("train.batch_size: must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("train.lr: must be a positive number, got {}", self.lr);
+        }
+        if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
+            bail!("train.steps / train.epochs: must train for at least one step");
+        }
+        if self.eval_every == 0 || self.log_every == 0 || self.eval_batch_size == 0 {
+            bail!("train.eval_every / log_every / eval_batch_size: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Total optimizer steps for a training split of `n` samples.
+    pub fn total_steps(&self, n: usize) -> u64 {
+        self.steps.unwrap_or_else(|| (self.epochs * vaelab_data::EpochBatches::batches_per_epoch(n, self.batch_size)) as u64)
+    }
+}

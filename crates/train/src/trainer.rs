@@ -1,0 +1,195 @@
+//! The training loop.
+
+use crate::spec::TrainSpec;
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use std::time::Instant;
+use vaelab_data::{batch::gather, Binarize, Dataset, EpochBatches, Split};
+use vaelab_metrics::MeanOf;
+use vaelab_models::{Batch, GenerativeModel, ModelCtx};
+use vaelab_track::image::Image;
+use vaelab_track::TrialLog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("non-finite loss at step {step}")]
+    Diverged { step: u64 },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        TrainError::Other(e.into())
+    }
+}
+
+/// What the runner's progress bar shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub step: u64,
+    pub total: u64,
+    pub loss: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub steps: u64,
+    pub primary_metric: String,
+    /// Test-split metrics at the last evaluation.
+    pub final_metrics: Vec<(String, f64)>,
+    /// Best (lowest) value of the primary metric over all evaluations.
+    pub best_primary: f64,
+    /// Every evaluation: (step, metrics).
+    pub evals: Vec<(u64, Vec<(String, f64)>)>,
+    pub images_per_sec: f64,
+}
+
+fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
+    let mut x = gather(&split.x, data.dim(), idx);
+    binarize.apply(&mut x, rng);
+    let mut shape = vec![idx.len()];
+    shape.extend_from_slice(&data.sample_shape);
+    let labels = match (&split.labels, data.num_classes) {
+        (Some(l), Some(k)) => {
+            let mut onehot = vec![0f32; idx.len() * k];
+            for (r, &i) in idx.iter().enumerate() {
+                onehot[r * k + l[i] as usize] = 1.0;
+            }
+            Some(Tensor::from_vec(onehot, (idx.len(), k), dev)?)
+        }
+        _ => None,
+    };
+    Ok(Batch { x: Tensor::from_vec(x, shape, dev)?, labels })
+}
+
+/// Train `model` on `data` as `spec` says, logging to `log` and checkpointing to `checkpoint`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: &dyn GenerativeModel,
+    varmap: &VarMap,
+    data: &Dataset,
+    binarize: Binarize,
+    spec: &TrainSpec,
+    seed: u64,
+    log: &mut TrialLog,
+    checkpoint: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainOutcome, TrainError> {
+    let dev = Device::Cpu;
+    let n = data.train.n;
+    let total = spec.total_steps(n);
+    let steps_per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as f64;
+    let params = ParamsAdamW { lr: spec.lr, weight_decay: 0.0, ..Default::default() };
+    let groups = model.param_groups();
+    let mut opts = groups
+        .iter()
+        .map(|g| AdamW::new(g.vars.clone(), params.clone()))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let phases = model.phases();
+
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151);
+    let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e0e);
+    let mut epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
+    let mut evals = vec![];
+    let started = Instant::now();
+    let mut last_log = (Instant::now(), 0u64);
+
+    for step in 1..=total {
+        let idx = match epoch.next() {
+            Some(b) => b,
+            None => {
+                epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
+                epoch.next().expect("a fresh epoch has a batch")
+            }
+        };
+        let batch = make_batch(&data.train, data, &idx, binarize, &mut noise_rng, &dev)?;
+        let mut terms: Vec<(&'static str, f32)> = vec![];
+        for (pi, phase) in phases.iter().enumerate() {
+            for _ in 0..phase.repeats {
+                let mut ctx = ModelCtx { rng: &mut noise_rng, step };
+                let losses = model.loss(pi, &batch, &mut ctx)?;
+                let value = losses.objective.to_scalar::<f32>()?;
+                if !value.is_finite() {
+                    return Err(TrainError::Diverged { step });
+                }
+                opts[phase.group].backward_step(&losses.objective)?;
+                terms.clear();
+                for (name, t) in &losses.terms {
+                    terms.push((name, t.to_scalar::<f32>()?));
+                }
+            }
+        }
+        let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
+        progress(Progress { step, total, loss });
+        let ep = step as f64 / steps_per_epoch;
+        if step % spec.log_every == 0 || step == total {
+            for (name, v) in &terms {
+                log.scalar("train", name, step, ep, *v as f64)?;
+            }
+            let (t0, s0) = last_log;
+            let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            log.scalar("train", "images_per_sec", step, ep, ips)?;
+            last_log = (Instant::now(), step);
+        }
+        if step % spec.eval_every == 0 || step == total {
+            let metrics = evaluate(model, data, binarize, spec, seed, step)?;
+            for (name, v) in &metrics {
+                log.scalar("test", name, step, ep, *v)?;
+            }
+            log_images(model, data, binarize, seed, step, log)?;
+            evals.push((step, metrics));
+            crate::save_checkpoint(varmap, checkpoint)?;
+            log.flush()?;
+        }
+    }
+    let primary = model.primary_metric().to_string();
+    let final_metrics = evals.last().map(|e| e.1.clone()).unwrap_or_default();
+    let best_primary = evals
+        .iter()
+        .filter_map(|(_, m)| m.iter().find(|(k, _)| *k == primary).map(|x| x.1))
+        .fold(f64::INFINITY, f64::min);
+    let images_per_sec = total as f64 * spec.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok(TrainOutcome { steps: total, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec })
+}
+
+/// Mean of every eval metric over the whole test split. Noise is seeded by (seed, step) so evaluation does
+/// not depend on how much randomness training used.
+pub fn evaluate(model: &dyn GenerativeModel, data: &Dataset, binarize: Binarize, spec: &TrainSpec, seed: u64, step: u64) -> anyhow::Result<Vec<(String, f64)>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7a1 ^ step.wrapping_mul(0x9e37_79b9));
+    let mut mean = MeanOf::default();
+    let idx: Vec<usize> = (0..data.test.n).collect();
+    for chunk in idx.chunks(spec.eval_batch_size) {
+        let batch = make_batch(&data.test, data, chunk, binarize, &mut rng, &Device::Cpu)?;
+        let mut ctx = ModelCtx { rng: &mut rng, step };
+        for (name, t) in model.eval(&batch, &mut ctx)? {
+            mean.add(name, &t.to_vec1::<f32>()?);
+        }
+    }
+    Ok(mean.means())
+}
+
+/// Reconstruction grid (inputs above, outputs below) and prior samples, for image data.
+fn log_images(model: &dyn GenerativeModel, data: &Dataset, binarize: Binarize, seed: u64, step: u64, log: &mut TrialLog) -> anyhow::Result<()> {
+    if !data.is_image() {
+        return Ok(());
+    }
+    let [c, h, w] = [data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e);
+    let k = data.test.n.min(8);
+    let idx: Vec<usize> = (0..k).collect();
+    let batch = make_batch(&data.test, data, &idx, binarize, &mut rng, &Device::Cpu)?;
+    let mut ctx = ModelCtx { rng: &mut rng, step };
+    if let Some(rec) = model.reconstruct(&batch, &mut ctx)? {
+        let mut both = batch.x.flatten_all()?.to_vec1::<f32>()?;
+        both.extend(rec.flatten_all()?.to_vec1::<f32>()?);
+        log.events.image("images/reconstruction", &Image::grid(&both, 2 * k, c, h, w, k), step)?;
+    }
+    if let Some(s) = model.sample(64, None, &mut ctx)? {
+        log.events.image("images/samples", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, 64, c, h, w, 8), step)?;
+    }
+    Ok(())
+}

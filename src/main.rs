@@ -1,0 +1,95 @@
+//! `vaelab`: train, sweep and compare generative models from a YAML spec.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vaelab_runner::schedule::{run_plan, RunOptions};
+use vaelab_runner::spec::SpecFile;
+use vaelab_runner::SweepPlan;
+
+#[derive(Parser)]
+#[command(name = "vaelab", version, about = "Train, sweep and compare generative models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Expand a spec's sweep and train its trials (resuming: completed trials are skipped).
+    Run {
+        spec: PathBuf,
+        /// Trials at a time (default: the spec's sweep.jobs, else 2; at most the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where experiments are written.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Run only the K-th trial of the expansion (as `vaelab validate` numbers them).
+        #[arg(long)]
+        trial: Option<usize>,
+    },
+    /// Parse a spec, expand its sweep and print the trials, without training.
+    Validate { spec: PathBuf },
+    /// List the model kinds `model.kind` can name.
+    Models,
+}
+
+fn load(spec: &PathBuf) -> Result<(SpecFile, SweepPlan), String> {
+    let file = SpecFile::load(spec).map_err(|e| e.to_string())?;
+    let plan = SweepPlan::expand(&file).map_err(|e| e.to_string())?;
+    Ok((file, plan))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Models => {
+            for k in vaelab_models::kinds() {
+                println!("{k}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Validate { spec } => match load(&spec) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Ok((_, plan)) => {
+                println!("{}: {} trials (sweep id {})", plan.experiment, plan.trials.len(), plan.sweep_id);
+                for t in &plan.trials {
+                    let o: Vec<String> = t.overrides.iter().map(|(k, v)| format!("{k}={}", vaelab_runner::plan::value_text(v))).collect();
+                    println!("  [{}] {}  {}", t.index, t.id, o.join("  "));
+                }
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Run { spec, jobs, runs_dir, trial } => {
+            let (file, plan) = match load(&spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let trial = trial.or_else(|| std::env::var("SLURM_ARRAY_TASK_ID").ok().and_then(|s| s.parse().ok()));
+            match run_plan(&plan, &file, &RunOptions { runs_dir, jobs, only_trial: trial }) {
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+                Ok(report) => {
+                    println!("{}", report.table);
+                    println!("results: {}", report.sweep_dir.display());
+                    if report.failed() > 0 {
+                        eprintln!("{} trial(s) failed", report.failed());
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! End-to-end tests of the `vaelab` binary, run as a user would run it.
+
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vaelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small, fast version of the quickstart: AE and VAE × two latent sizes on procedural dSprites.
+const SMALL: &str = "\
+name: small
+seed: 3
+data:
+  kind: dsprites
+  image_size: 32
+  n_train: 1024
+  n_test: 256
+model:
+  kind: vae
+  backbone: mlp
+  hidden: [64]
+train:
+  steps: 60
+  batch_size: 32
+  eval_every: 20
+  log_every: 10
+sweep:
+  grid:
+    model.kind: [ae, vae]
+    model.latent_dim: [2, 6]
+";
+
+fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn read(p: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap()
+}
+
+fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
+    let exp = runs.join(experiment);
+    let mut dirs: Vec<_> = std::fs::read_dir(&exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), 1, "one sweep directory under {}", exp.display());
+    dirs.pop().unwrap()
+}
+
+#[test]
+fn a_sweep_writes_every_output_and_the_vae_learns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "small.yaml", SMALL);
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("trial_id") && stdout.contains("final_recon"), "summary table printed:\n{stdout}");
+
+    let sweep = sweep_dir(&tmp.path().join("runs"), "small");
+    let trials = read(&sweep.join("trials.parquet"));
+    assert_eq!(trials.height(), 4, "{trials}");
+    let status = trials.column("status").unwrap().str().unwrap();
+    assert!(status.into_iter().all(|s| s == Some("completed")), "{trials}");
+    assert_eq!(trials.column("model.latent_dim").unwrap().dtype(), &DataType::Int64);
+    assert_eq!(trials.column("model.kind").unwrap().dtype(), &DataType::String);
+
+    for id in trials.column("trial_id").unwrap().str().unwrap().into_iter().flatten() {
+        let dir = sweep.join(id);
+        for f in ["spec.yaml", "status.yaml", "metrics.parquet", "checkpoint.safetensors"] {
+            assert!(dir.join(f).is_file(), "{} missing", dir.join(f).display());
+        }
+        let events: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."))
+            .collect();
+        assert_eq!(events.len(), 1, "one event file in {}", dir.display());
+        assert!(events[0].metadata().unwrap().len() > 1000, "event file has scalars and images");
+
+        let m = read(&dir.join("metrics.parquet"));
+        let names: Vec<&str> = m.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["trial_id", "step", "epoch", "split", "metric", "value", "wall_time"]);
+        let kind = std::fs::read_to_string(dir.join("spec.yaml")).unwrap();
+        if kind.contains("kind: vae") {
+            // The VAE learns: test negative ELBO at the last evaluation is below the first.
+            let elbo = m
+                .clone()
+                .lazy()
+                .filter(col("split").eq(lit("test")).and(col("metric").eq(lit("neg_elbo"))))
+                .sort(["step"], Default::default())
+                .collect()
+                .unwrap();
+            let v: Vec<f64> = elbo.column("value").unwrap().f64().unwrap().into_no_null_iter().collect();
+            assert_eq!(v.len(), 3, "evaluations at steps 20, 40, 60");
+            assert!(v[2] < v[0], "neg ELBO fell: {v:?}");
+        }
+    }
+}
+
+#[test]
+fn same_spec_and_seed_give_identical_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "small.yaml", &SMALL.replace("steps: 60", "steps: 20"));
+    let finals = |runs: &str| {
+        let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", runs, "--jobs", "2"], tmp.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let df = read(&sweep_dir(&tmp.path().join(runs), "small").join("trials.parquet"));
+        let cols: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).filter(|c| c.starts_with("final_")).collect();
+        assert!(!cols.is_empty());
+        df.select(cols).unwrap()
+    };
+    let a = finals("runs_a");
+    let b = finals("runs_b");
+    assert!(a.equals_missing(&b), "run 1:\n{a}\nrun 2:\n{b}");
+}
+
+fn assert_spec_error(body: &str, key: &str, line: usize, column: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "bad.yaml", body);
+    for cmd in ["run", "validate"] {
+        let out = vaelab(&[cmd, "bad.yaml", "--runs-dir", "runs"][..if cmd == "run" { 4 } else { 2 }], tmp.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} must fail: {}", text(&out));
+        let want = format!("{}:{line}:{column}", "bad.yaml");
+        assert!(err.contains(&want), "{cmd}: error names {want}: {err}");
+        assert!(err.contains(key), "{cmd}: error names key {key}: {err}");
+    }
+    assert!(!tmp.path().join("runs").exists(), "nothing written under runs/");
+    drop(spec);
+}
+
+#[test]
+fn misspelled_key_is_located() {
+    let body = SMALL.replace("  hidden: [64]", "  hiden: [64]");
+    assert_spec_error(&body, "model.hiden", 11, 3);
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let body = SMALL.replace("  batch_size: 32", "  batch_size: lots");
+    assert_spec_error(&body, "train.batch_size", 14, 15);
+}
+
+#[test]
+fn bad_sweep_key_and_out_of_range_values_are_located() {
+    assert_spec_error(&SMALL.replace("model.latent_dim: [2, 6]", "model.latnt_dim: [2, 6]"), "model.latnt_dim", 20, 5);
+    assert_spec_error(&SMALL.replace("model.latent_dim: [2, 6]", "model.latent_dim: [2, 0]"), "model.latent_dim", 20, 5);
+    assert_spec_error(&SMALL.replace("model.kind: [ae, vae]", "model.kind: [ae, vea]"), "model.kind", 19, 5);
+    assert_spec_error(&SMALL.replace("  steps: 60", "  steps: 60\n  lr: -1"), "train.lr", 14, 3);
+}
+
+#[test]
+fn every_experiment_spec_validates() {
+    let dir = repo().join("experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let out = vaelab(&["validate", p.to_str().unwrap()], &repo());
+            assert!(out.status.success(), "{}: {}", p.display(), text(&out));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn a_diverging_trial_fails_and_the_others_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = SMALL.replace("    model.kind: [ae, vae]\n    model.latent_dim: [2, 6]", "    train.lr: [0.001, 1.0e+12]")
+        .replace("  kind: vae\n", "  kind: vae\n  latent_dim: 4\n");
+    let spec = write_spec(tmp.path(), "nan.yaml", &body);
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
+    assert_eq!(out.status.code(), Some(1), "exit code says a trial failed: {}", text(&out));
+    let df = read(&sweep_dir(&tmp.path().join("runs"), "small").join("trials.parquet"));
+    let status: Vec<_> = df.column("status").unwrap().str().unwrap().into_iter().flatten().map(String::from).collect();
+    assert_eq!(status, ["completed", "failed"], "{df}");
+    let reason = df.column("reason").unwrap().str().unwrap().get(1).unwrap().to_string();
+    assert!(reason.starts_with("non-finite loss at step "), "{reason}");
+}
+
+#[test]
+fn a_rerun_skips_completed_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "small.yaml", &SMALL.replace("steps: 60", "steps: 10"));
+    let first = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+    assert!(first.status.success(), "{}", text(&first));
+    let second = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+    assert!(second.status.success());
+    assert!(text(&second).contains("4 already completed"), "{}", text(&second));
+}
