@@ -19,5 +19,5 @@ pub fn gaussian_nll(mean: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// KL(N(μ, σ²) ‖ N(0, I)) per example, analytic: `−½ Σ (1 + log σ² − μ² − σ²)`.
 pub fn kl_standard_normal(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
     let inner = ((logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?;
-    (inner?.sum(D::Minus1)? * -0.5)
+    inner?.sum(D::Minus1)? * -0.5
 }
