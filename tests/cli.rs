@@ -50,6 +50,11 @@ fn read(p: &Path) -> DataFrame {
     ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap()
 }
 
+fn strings(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let ca = df.column(name).unwrap().str().unwrap();
+    (0..ca.len()).map(|i| ca.get(i).map(String::from)).collect()
+}
+
 fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
     let exp = runs.join(experiment);
     let mut dirs: Vec<_> = std::fs::read_dir(&exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
@@ -69,12 +74,11 @@ fn a_sweep_writes_every_output_and_the_vae_learns() {
     let sweep = sweep_dir(&tmp.path().join("runs"), "small");
     let trials = read(&sweep.join("trials.parquet"));
     assert_eq!(trials.height(), 4, "{trials}");
-    let status = trials.column("status").unwrap().str().unwrap();
-    assert!(status.into_iter().all(|s| s == Some("completed")), "{trials}");
+    assert!(strings(&trials, "status").iter().all(|s| s.as_deref() == Some("completed")), "{trials}");
     assert_eq!(trials.column("model.latent_dim").unwrap().dtype(), &DataType::Int64);
     assert_eq!(trials.column("model.kind").unwrap().dtype(), &DataType::String);
 
-    for id in trials.column("trial_id").unwrap().str().unwrap().into_iter().flatten() {
+    for id in strings(&trials, "trial_id").into_iter().flatten() {
         let dir = sweep.join(id);
         for f in ["spec.yaml", "status.yaml", "metrics.parquet", "checkpoint.safetensors"] {
             assert!(dir.join(f).is_file(), "{} missing", dir.join(f).display());
@@ -183,9 +187,9 @@ fn a_diverging_trial_fails_and_the_others_complete() {
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
     assert_eq!(out.status.code(), Some(1), "exit code says a trial failed: {}", text(&out));
     let df = read(&sweep_dir(&tmp.path().join("runs"), "small").join("trials.parquet"));
-    let status: Vec<_> = df.column("status").unwrap().str().unwrap().into_iter().flatten().map(String::from).collect();
+    let status: Vec<String> = strings(&df, "status").into_iter().flatten().collect();
     assert_eq!(status, ["completed", "failed"], "{df}");
-    let reason = df.column("reason").unwrap().str().unwrap().get(1).unwrap().to_string();
+    let reason = strings(&df, "reason")[1].clone().unwrap();
     assert!(reason.starts_with("non-finite loss at step "), "{reason}");
 }
 
