@@ -1,8 +1,11 @@
 //! Running a plan: datasets loaded once, trials in parallel on a rayon pool, progress, summary.
 //!
-//! Threads: the pool has one thread per core. `jobs` of them each drive one trial at a time; candle's
-//! kernels (gemm, conv) parallelise with rayon *inside the current pool*, so they borrow the idle threads
-//! instead of starting their own. Total threads never exceed the cores, whatever `jobs` is.
+//! Threads: the pool has one thread per core and `jobs` of them each drive one trial at a time. candle's
+//! kernels parallelise with rayon inside the current pool (conv loops) and split gemms into
+//! `RAYON_NUM_THREADS` parts, so we set that to `cores / jobs` (unless the user did): trials never
+//! oversubscribe the cores. Measured on the 2-core quickstart (4 small MLP trials): jobs 2 × 1 kernel thread
+//! 12.2 s; jobs 1 × 2 kernel threads 20.5 s; jobs 1 × 1 thread 22.4 s; jobs 2 with candle's default of 2
+//! gemm threads per trial was the worst, ≈ 5× slower than 1 (the two trials fight over the same cores).
 
 use crate::plan::{SweepPlan, Trial};
 use crate::spec::SpecFile;
@@ -76,6 +79,11 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     }
     let jobs = opts.jobs.or(file.spec.sweep.jobs).unwrap_or(2).clamp(1, cores()).min(queue.len().max(1));
     let total = queue.len();
+    let kernel_threads = (cores() / jobs).max(1);
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Read by candle for every gemm; set before any worker thread exists.
+        std::env::set_var("RAYON_NUM_THREADS", kernel_threads.to_string());
+    }
     let interactive = std::io::stderr().is_terminal();
     let mp = MultiProgress::with_draw_target(if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     let overall = mp.add(ProgressBar::new(total as u64));
@@ -88,13 +96,14 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         }
     };
     say(format!(
-        "vaelab: {} — {} trials in {} ({} already completed), {} at a time on {} cores",
+        "vaelab: {} — {} trials in {} ({} already completed), {} at a time on {} cores ({} kernel threads each)",
         plan.experiment,
         plan.trials.len(),
         sweep_dir.display(),
         skipped,
         jobs,
-        cores()
+        cores(),
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
     ));
 
     let queue = Mutex::new(queue);
