@@ -5,13 +5,16 @@
 //! A dataset is loaded once per sweep and shared (behind an `Arc`) by every trial.
 //!
 //! - [`dsprites`]: the procedural dSprites-style shapes (no download, generated from factor indices).
-//! - [`toy`]: 2D mixtures (ring of 8 Gaussians, 5×5 grid) with their mode centres.
+//! - [`toy`]: 2D toys (ring of 8 Gaussians, 5×5 grid with their mode centres; swiss roll, two moons).
 //! - [`idx`]: MNIST-format IDX files (MNIST, Fashion-MNIST, …), gzipped or raw, validated before use.
+//! - [`cifar`]: CIFAR-10 binary batches; [`dsprites_npz`]: the real dSprites archive.
 //! - [`batch`]: seeded shuffling into mini-batches, and binarization.
 
 pub mod batch;
+pub mod cifar;
 pub mod dataset;
 pub mod dsprites;
+pub mod dsprites_npz;
 pub mod idx;
 pub mod spec;
 pub mod toy;

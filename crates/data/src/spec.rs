@@ -10,8 +10,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataKind {
-    /// Procedural dSprites-style shapes, generated in-process.
+    /// dSprites: procedural shapes generated in-process, or the real archive when `dir` is set
+    /// (`dir/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`).
     Dsprites,
+    /// CIFAR-10 binary batches from `dir` (default `${VAELAB_DATA:-data}/cifar-10-batches-bin`).
+    Cifar10,
     /// MNIST IDX files from `dir` (default `${VAELAB_DATA:-data}/mnist`).
     Mnist,
     /// Fashion-MNIST IDX files from `dir` (default `${VAELAB_DATA:-data}/fashion-mnist`).
@@ -20,6 +23,10 @@ pub enum DataKind {
     Ring8,
     /// 5×5 grid of Gaussians (2D).
     Grid25,
+    /// Swiss roll (2D).
+    SwissRoll,
+    /// Two moons (2D).
+    TwoMoons,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -55,12 +62,16 @@ impl DataSpec {
         let default = match self.kind {
             DataKind::Mnist => Some("${VAELAB_DATA:-data}/mnist"),
             DataKind::FashionMnist => Some("${VAELAB_DATA:-data}/fashion-mnist"),
+            DataKind::Cifar10 => Some("${VAELAB_DATA:-data}/cifar-10-batches-bin"),
             _ => None,
         };
         self.dir.as_deref().or(default).map(expand_env)
     }
 
     pub fn validate(&self) -> Result<()> {
+        if self.kind == DataKind::Dsprites && self.dir.is_some() && self.image_size != 64 {
+            bail!("data.image_size: the real dSprites archive is 64×64, not {}", self.image_size);
+        }
         if self.kind == DataKind::Dsprites && ![32, 64].contains(&self.image_size) {
             bail!("data.image_size: dSprites renders at 32 or 64, not {}", self.image_size);
         }
@@ -103,9 +114,42 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
     spec.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
     match spec.kind {
+        DataKind::Dsprites if spec.dir.is_some() => real_dsprites(spec, &mut rng),
         DataKind::Dsprites => Ok(procedural_dsprites(spec, &mut rng)),
-        DataKind::Ring8 | DataKind::Grid25 => {
-            let toy = if spec.kind == DataKind::Ring8 { Toy::Ring8 } else { Toy::Grid25 };
+        DataKind::Cifar10 => {
+            let dir = PathBuf::from(spec.resolved_dir().unwrap_or_default());
+            let ((trx, trl), (tex, tel)) = crate::cifar::load_dir(&dir).context("loading CIFAR-10")?;
+            let dim = 3 * 32 * 32;
+            let mk = |x: Vec<f32>, l: Vec<u32>, limit: Option<usize>, rng: &mut ChaCha8Rng| {
+                let n = l.len();
+                let mut s = Split { x, n, labels: Some(l), factors: None };
+                if let Some(k) = limit.filter(|&k| k < n) {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.shuffle(rng);
+                    order.truncate(k);
+                    s = subset(&s, dim, &order);
+                }
+                s
+            };
+            Ok(Dataset {
+                name: "cifar10".into(),
+                sample_shape: vec![3, 32, 32],
+                num_classes: Some(10),
+                factor_names: vec![],
+                factor_sizes: vec![],
+                modes: None,
+                mode_std: None,
+                train: mk(trx, trl, spec.n_train, &mut rng),
+                test: mk(tex, tel, spec.n_test, &mut rng),
+            })
+        }
+        DataKind::Ring8 | DataKind::Grid25 | DataKind::SwissRoll | DataKind::TwoMoons => {
+            let toy = match spec.kind {
+                DataKind::Ring8 => Toy::Ring8,
+                DataKind::Grid25 => Toy::Grid25,
+                DataKind::SwissRoll => Toy::SwissRoll,
+                _ => Toy::TwoMoons,
+            };
             let (n_train, n_test) = (spec.n_train.unwrap_or(20_000), spec.n_test.unwrap_or(2_000));
             let split = |n, rng: &mut ChaCha8Rng| Split { x: toy.sample(n, rng), n, labels: None, factors: None };
             Ok(Dataset {
@@ -114,7 +158,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 num_classes: None,
                 factor_names: vec![],
                 factor_sizes: vec![],
-                modes: Some(toy.modes()),
+                modes: Some(toy.modes()).filter(|m| !m.is_empty()),
                 mode_std: Some(toy.std()),
                 train: split(n_train, &mut rng),
                 test: split(n_test, &mut rng),
@@ -131,18 +175,14 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             let shape = vec![1, train.rows, train.cols];
             let to_split = |s: idx::IdxSplit, limit: Option<usize>, rng: &mut ChaCha8Rng| {
                 let dim = s.rows * s.cols;
+                let full = Split { x: s.pixels, n: s.n, labels: Some(s.labels), factors: None };
                 match limit.filter(|&l| l < s.n) {
-                    None => Split { x: s.pixels, n: s.n, labels: Some(s.labels), factors: None },
+                    None => full,
                     Some(l) => {
                         let mut order: Vec<usize> = (0..s.n).collect();
                         order.shuffle(rng);
                         order.truncate(l);
-                        Split {
-                            x: crate::batch::gather(&s.pixels, dim, &order),
-                            n: l,
-                            labels: Some(order.iter().map(|&i| s.labels[i]).collect()),
-                            factors: None,
-                        }
+                        subset(&full, dim, &order)
                     }
                 }
             };
@@ -161,6 +201,46 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             })
         }
     }
+}
+
+/// The samples of `split` at `idx`, with their labels and factors.
+fn subset(split: &Split, dim: usize, idx: &[usize]) -> Split {
+    let pick = |v: &Vec<u32>, w: usize| idx.iter().flat_map(|&i| v[i * w..(i + 1) * w].iter().copied()).collect::<Vec<u32>>();
+    let fw = split.factors.as_ref().map(|f| f.len() / split.n.max(1)).unwrap_or(0);
+    Split {
+        x: crate::batch::gather(&split.x, dim, idx),
+        n: idx.len(),
+        labels: split.labels.as_ref().map(|l| pick(l, 1)),
+        factors: split.factors.as_ref().map(|f| pick(f, fw)),
+    }
+}
+
+/// The real dSprites archive: a seeded, disjoint train/test draw from its 737,280 images.
+fn real_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Result<Dataset> {
+    let path = PathBuf::from(spec.resolved_dir().unwrap_or_default()).join("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz");
+    let (n, size, px, factors) = crate::dsprites_npz::read(&path)?;
+    let n_train = spec.n_train.unwrap_or(20_000).min(n);
+    let n_test = spec.n_test.unwrap_or(2_000).min(n - n_train);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    let dim = size * size;
+    let take = |idx: &[usize]| Split {
+        x: idx.iter().flat_map(|&i| px[i * dim..(i + 1) * dim].iter().map(|&p| p as f32)).collect(),
+        n: idx.len(),
+        labels: None,
+        factors: Some(idx.iter().flat_map(|&i| factors[i * 5..(i + 1) * 5].iter().copied()).collect()),
+    };
+    Ok(Dataset {
+        name: "dsprites".into(),
+        sample_shape: vec![1, size, size],
+        num_classes: None,
+        factor_names: dsprites::FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
+        factor_sizes: dsprites::FACTOR_SIZES.to_vec(),
+        modes: None,
+        mode_std: None,
+        train: take(&order[..n_train]),
+        test: take(&order[n_train..n_train + n_test]),
+    })
 }
 
 /// Draw disjoint train and test sets of factor combinations and render them.
