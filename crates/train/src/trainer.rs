@@ -91,61 +91,80 @@ pub fn train(
         .collect::<candle_core::Result<Vec<_>>>()?;
     let phases = model.phases();
 
-    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151);
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e0e);
-    let mut epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
     let mut evals = vec![];
     let started = Instant::now();
     let mut last_log = (Instant::now(), 0u64);
+    let mut waited = std::time::Duration::ZERO;
 
-    for step in 1..=total {
-        let idx = match epoch.next() {
-            Some(b) => b,
-            None => {
-                epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
-                epoch.next().expect("a fresh epoch has a batch")
-            }
-        };
-        let batch = make_batch(&data.train, data, &idx, binarize, &mut noise_rng, &dev)?;
-        let mut terms: Vec<(&'static str, f32)> = vec![];
-        for (pi, phase) in phases.iter().enumerate() {
-            for _ in 0..phase.repeats {
-                let mut ctx = ModelCtx { rng: &mut noise_rng, step };
-                let losses = model.loss(pi, &batch, &mut ctx)?;
-                let value = losses.objective.to_scalar::<f32>()?;
-                if !value.is_finite() {
-                    return Err(TrainError::Diverged { step });
-                }
-                opts[phase.group].backward_step(&losses.objective)?;
-                terms.clear();
-                for (name, t) in &losses.terms {
-                    terms.push((name, t.to_scalar::<f32>()?));
+    // Batches are gathered (and binarized) on a producer thread, two steps ahead of the optimizer, so
+    // the step never waits on data; the time it still waits is logged as train/data_wait_ms.
+    std::thread::scope(|scope| -> Result<(), TrainError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<candle_core::Result<Batch>>(2);
+        scope.spawn(move || {
+            let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151);
+            let mut binarize_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a7);
+            let mut epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
+            for _ in 0..total {
+                let idx = match epoch.next() {
+                    Some(b) => b,
+                    None => {
+                        epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
+                        epoch.next().expect("a fresh epoch has a batch")
+                    }
+                };
+                if tx.send(make_batch(&data.train, data, &idx, binarize, &mut binarize_rng, &dev)).is_err() {
+                    break; // the trainer stopped early
                 }
             }
-        }
-        let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
-        progress(Progress { step, total, loss });
-        let ep = step as f64 / steps_per_epoch;
-        if step % spec.log_every == 0 || step == total {
-            for (name, v) in &terms {
-                log.scalar("train", name, step, ep, *v as f64)?;
+        });
+        for step in 1..=total {
+            let t = Instant::now();
+            let batch = rx.recv().map_err(|_| anyhow::anyhow!("the batch producer stopped"))??;
+            waited += t.elapsed();
+            let mut terms: Vec<(&'static str, f32)> = vec![];
+            for (pi, phase) in phases.iter().enumerate() {
+                for _ in 0..phase.repeats {
+                    let mut ctx = ModelCtx { rng: &mut noise_rng, step };
+                    let losses = model.loss(pi, &batch, &mut ctx)?;
+                    let value = losses.objective.to_scalar::<f32>()?;
+                    if !value.is_finite() {
+                        return Err(TrainError::Diverged { step });
+                    }
+                    opts[phase.group].backward_step(&losses.objective)?;
+                    terms.clear();
+                    for (name, t) in &losses.terms {
+                        terms.push((name, t.to_scalar::<f32>()?));
+                    }
+                }
             }
-            let (t0, s0) = last_log;
-            let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            log.scalar("train", "images_per_sec", step, ep, ips)?;
-            last_log = (Instant::now(), step);
-        }
-        if step % spec.eval_every == 0 || step == total {
-            let metrics = evaluate(model, data, binarize, spec, seed, step)?;
-            for (name, v) in &metrics {
-                log.scalar("test", name, step, ep, *v)?;
+            let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
+            progress(Progress { step, total, loss });
+            let ep = step as f64 / steps_per_epoch;
+            if step % spec.log_every == 0 || step == total {
+                for (name, v) in &terms {
+                    log.scalar("train", name, step, ep, *v as f64)?;
+                }
+                let (t0, s0) = last_log;
+                let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                log.scalar("train", "images_per_sec", step, ep, ips)?;
+                log.scalar("train", "data_wait_ms", step, ep, waited.as_secs_f64() * 1e3 / (step - s0) as f64)?;
+                waited = std::time::Duration::ZERO;
+                last_log = (Instant::now(), step);
             }
-            log_images(model, data, binarize, seed, step, log)?;
-            evals.push((step, metrics));
-            crate::save_checkpoint(varmap, checkpoint)?;
-            log.flush()?;
+            if step % spec.eval_every == 0 || step == total {
+                let metrics = evaluate(model, data, binarize, spec, seed, step)?;
+                for (name, v) in &metrics {
+                    log.scalar("test", name, step, ep, *v)?;
+                }
+                log_images(model, data, binarize, seed, step, log)?;
+                evals.push((step, metrics));
+                crate::save_checkpoint(varmap, checkpoint)?;
+                log.flush()?;
+            }
         }
-    }
+        Ok(())
+    })?;
     let primary = model.primary_metric().to_string();
     let final_metrics = evals.last().map(|e| e.1.clone()).unwrap_or_default();
     let best_primary = evals
