@@ -230,7 +230,12 @@ fn real_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Result<Dataset> {
         labels: None,
         factors: Some(idx.iter().flat_map(|&i| factors[i * 5..(i + 1) * 5].iter().copied()).collect()),
     };
-    Ok(Dataset {
+    Ok(dsprites_dataset(size, take(&order[..n_train]), take(&order[n_train..n_train + n_test])))
+}
+
+/// A dSprites dataset (procedural or real) from its two splits.
+fn dsprites_dataset(size: usize, train: Split, test: Split) -> Dataset {
+    Dataset {
         name: "dsprites".into(),
         sample_shape: vec![1, size, size],
         num_classes: None,
@@ -238,9 +243,9 @@ fn real_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Result<Dataset> {
         factor_sizes: dsprites::FACTOR_SIZES.to_vec(),
         modes: None,
         mode_std: None,
-        train: take(&order[..n_train]),
-        test: take(&order[n_train..n_train + n_test]),
-    })
+        train,
+        test,
+    }
 }
 
 /// Draw disjoint train and test sets of factor combinations and render them.
@@ -261,15 +266,5 @@ fn procedural_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Dataset {
         }
         Split { x, n: combos.len(), labels: None, factors: Some(factors) }
     };
-    Dataset {
-        name: "dsprites".into(),
-        sample_shape: vec![1, size, size],
-        num_classes: None,
-        factor_names: dsprites::FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
-        factor_sizes: dsprites::FACTOR_SIZES.to_vec(),
-        modes: None,
-        mode_std: None,
-        train: render(&order[..n_train]),
-        test: render(&order[n_train..n_train + n_test]),
-    }
+    dsprites_dataset(size, render(&order[..n_train]), render(&order[n_train..n_train + n_test]))
 }
