@@ -88,6 +88,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let mp = MultiProgress::with_draw_target(if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     let overall = mp.add(ProgressBar::new(total as u64));
     overall.set_style(ProgressStyle::with_template("sweep {bar:30.green/white} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]").unwrap());
+    overall.set_message("0 failed"); // draws the bar before the first trial ends
     let say = |line: String| {
         if interactive {
             mp.println(line).ok();
