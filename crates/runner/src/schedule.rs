@@ -109,7 +109,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
 
     let queue = Mutex::new(queue);
     let results: Mutex<Vec<TrialStatus>> = Mutex::new(vec![]);
-    let counts = Mutex::new((0usize, 0usize)); // done, failed
+    let failed_count = Mutex::new(0usize);
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores().max(jobs)).build()?;
     pool.scope(|s| {
@@ -140,16 +140,14 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                     }
                     _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
                 };
-                let (done, failed) = {
-                    let mut c = counts.lock().unwrap();
-                    c.0 += 1;
-                    c.1 += (status.status == State::Failed) as usize;
+                let failed = {
+                    let mut c = failed_count.lock().unwrap();
+                    *c += (status.status == State::Failed) as usize;
                     *c
                 };
                 say(line);
                 overall.inc(1);
-                overall.set_message(format!("{} failed", failed));
-                let _ = done;
+                overall.set_message(format!("{failed} failed"));
                 results.lock().unwrap().push(status);
             });
         }

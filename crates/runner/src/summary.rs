@@ -92,7 +92,7 @@ pub fn render_table(df: &DataFrame) -> String {
         .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason"))
         .collect();
     let view = df.select(keep).unwrap_or_else(|_| df.clone());
-    // SAFETY-free: these only configure Polars' table formatting for this process.
+    // Polars reads its table layout from the environment; this process prints no other tables.
     std::env::set_var("POLARS_FMT_MAX_COLS", "-1");
     std::env::set_var("POLARS_FMT_MAX_ROWS", "-1");
     std::env::set_var("POLARS_FMT_STR_LEN", "60");
