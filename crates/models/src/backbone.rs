@@ -5,9 +5,16 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module, VarBuilder};
 
 /// Maps a sample (`[B, C, H, W]` or `[B, D]`) to `out_dim` features.
-pub enum Encoder {
-    Mlp { layers: Vec<Linear>, out: Linear },
-    Conv { convs: Vec<Conv2d>, out: Linear },
+pub struct Encoder {
+    body: EncoderBody,
+    out: Linear,
+    /// Negative slope of the hidden activations: 0 (ReLU) for encoders, 0.2 (leaky) for discriminators.
+    slope: f64,
+}
+
+enum EncoderBody {
+    Mlp(Vec<Linear>),
+    Conv(Vec<Conv2d>),
 }
 
 /// Maps `in_dim` features to a sample-shaped output (logits or means).
@@ -32,6 +39,16 @@ fn conv_shape(spec: &ModelSpec, shape: &[usize]) -> Result<[usize; 3]> {
 
 impl Encoder {
     pub fn new(spec: &ModelSpec, shape: &[usize], extra_in: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_slope(spec, shape, extra_in, out_dim, 0.0, vb)
+    }
+
+    /// A discriminator: the encoder's architecture with leaky-ReLU (0.2) hidden layers and one logit out,
+    /// as in DCGAN.
+    pub fn discriminator(spec: &ModelSpec, shape: &[usize], extra_in: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_slope(spec, shape, extra_in, 1, 0.2, vb)
+    }
+
+    fn with_slope(spec: &ModelSpec, shape: &[usize], extra_in: usize, out_dim: usize, slope: f64, vb: VarBuilder) -> Result<Self> {
         match spec.backbone {
             Backbone::Mlp => {
                 let mut d = shape.iter().product::<usize>() + extra_in;
@@ -40,7 +57,7 @@ impl Encoder {
                     layers.push(candle_nn::linear(d, h, vb.pp(format!("fc{i}")))?);
                     d = h;
                 }
-                Ok(Encoder::Mlp { layers, out: candle_nn::linear(d, out_dim, vb.pp("out"))? })
+                Ok(Encoder { body: EncoderBody::Mlp(layers), out: candle_nn::linear(d, out_dim, vb.pp("out"))?, slope })
             }
             Backbone::Conv => {
                 let last = conv_shape(spec, shape)?;
@@ -51,33 +68,47 @@ impl Encoder {
                     c = ch;
                 }
                 let flat = last.iter().product::<usize>() + extra_in;
-                Ok(Encoder::Conv { convs, out: candle_nn::linear(flat, out_dim, vb.pp("out"))? })
+                Ok(Encoder { body: EncoderBody::Conv(convs), out: candle_nn::linear(flat, out_dim, vb.pp("out"))?, slope })
             }
         }
     }
 
-    /// `extra` (e.g. a one-hot label) is concatenated to the flattened input (MLP) or to the conv features.
-    pub fn forward(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
+    fn act(&self, h: Tensor) -> Result<Tensor> {
+        if self.slope == 0.0 {
+            h.relu()
+        } else {
+            candle_nn::ops::leaky_relu(&h, self.slope)
+        }
+    }
+
+    /// The last hidden layer, flattened, with `extra` (e.g. a one-hot label) concatenated: the input of the
+    /// output layer. VAE-GAN measures reconstructions in this space of its discriminator.
+    pub fn features(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
         let cat = |h: Tensor| match extra {
             Some(e) => Tensor::cat(&[&h, e], 1),
             None => Ok(h),
         };
-        match self {
-            Encoder::Mlp { layers, out } => {
+        match &self.body {
+            EncoderBody::Mlp(layers) => {
+                // The MLP sees the label with its input; its features are the last hidden layer.
                 let mut h = cat(x.flatten_from(1)?)?;
                 for l in layers {
-                    h = l.forward(&h)?.relu()?;
+                    h = self.act(l.forward(&h)?)?;
                 }
-                out.forward(&h)
+                Ok(h)
             }
-            Encoder::Conv { convs, out } => {
+            EncoderBody::Conv(convs) => {
                 let mut h = x.clone();
                 for c in convs {
-                    h = c.forward(&h)?.relu()?;
+                    h = self.act(c.forward(&h)?)?;
                 }
-                out.forward(&cat(h.flatten_from(1)?)?)
+                cat(h.flatten_from(1)?)
             }
         }
+    }
+
+    pub fn forward(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
+        self.out.forward(&self.features(x, extra)?)
     }
 }
 

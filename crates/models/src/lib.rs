@@ -14,9 +14,10 @@ pub mod init;
 pub mod losses;
 pub mod model;
 pub mod registry;
+pub mod schedule;
 pub mod spec;
 pub mod zoo;
 
-pub use model::{Batch, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};
+pub use model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};
 pub use registry::{build, kinds};
 pub use spec::{Backbone, Likelihood, ModelSpec};

@@ -21,3 +21,9 @@ pub fn kl_standard_normal(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
     let inner = ((logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?;
     inner?.sum(D::Minus1)? * -0.5
 }
+
+/// `log(1 + exp(x))` elementwise, stable for large |x|. GAN losses are softplus of discriminator logits:
+/// −log σ(l) = softplus(−l), −log(1 − σ(l)) = softplus(l).
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}

@@ -9,6 +9,13 @@ pub struct Batch {
     pub labels: Option<Tensor>,
 }
 
+/// What a model is built for: one sample's shape (`[C, H, W]` or `[D]`) and, for labelled data, the classes.
+#[derive(Debug, Clone, Copy)]
+pub struct DataInfo<'a> {
+    pub shape: &'a [usize],
+    pub num_classes: Option<usize>,
+}
+
 /// What a model gets besides the batch: the trial's seeded generator (all noise comes from it) and the step.
 pub struct ModelCtx<'a> {
     pub rng: &'a mut ChaCha8Rng,
@@ -61,4 +68,10 @@ pub trait GenerativeModel: Send {
 
     /// Latent codes (posterior means) of `batch.x`, if the model has an encoder.
     fn encode(&self, batch: &Batch) -> Result<Option<Tensor>>;
+
+    /// Conditional models: the number of classes `sample` can be conditioned on (image logs then show one
+    /// row per class).
+    fn classes(&self) -> Option<usize> {
+        None
+    }
 }

@@ -1,10 +1,10 @@
 //! Loss terms against independent formulas, and every model × backbone × image size runs a training step.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use candle_nn::{Optimizer, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaelab_models::{losses, Batch, ModelCtx, ModelSpec};
+use vaelab_models::{losses, Batch, DataInfo, ModelCtx, ModelSpec};
 
 #[test]
 fn bce_with_logits_matches_the_direct_formula() {
@@ -56,43 +56,163 @@ fn spec(kind: &str, backbone: &str) -> ModelSpec {
     serde_yaml::from_str(&format!("{{kind: {kind}, backbone: {backbone}, latent_dim: 3, hidden: [32], channels: [8, 16]}}")).unwrap()
 }
 
+fn onehot(labels: &[usize], k: usize) -> Tensor {
+    let mut v = vec![0f32; labels.len() * k];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * k + l] = 1.0;
+    }
+    Tensor::from_vec(v, (labels.len(), k), &Device::Cpu).unwrap()
+}
+
+fn snapshot(vars: &[candle_core::Var]) -> Vec<Tensor> {
+    vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect()
+}
+
+fn changed(vars: &[candle_core::Var], before: &[Tensor]) -> bool {
+    vars.iter().zip(before).any(|(a, b)| a.as_tensor().sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)
+}
+
 #[test]
 fn every_model_backbone_and_size_trains_a_step() {
     let dev = Device::Cpu;
     for kind in vaelab_models::kinds() {
         for backbone in ["mlp", "conv"] {
             for (c, s) in [(1, 28), (3, 32), (1, 64)] {
+                let what = format!("{kind}/{backbone}/{c}×{s}×{s}");
                 let varmap = VarMap::new();
-                let model = vaelab_models::build(&spec(kind, backbone), &[c, s, s], &varmap, 1, &dev).unwrap();
+                let info = DataInfo { shape: &[c, s, s], num_classes: Some(10) };
+                let model = vaelab_models::build(&spec(kind, backbone), &info, &varmap, 1, &dev).unwrap();
                 let mut rng = ChaCha8Rng::seed_from_u64(0);
                 let x = Tensor::rand(0f32, 1f32, (4, c, s, s), &dev).unwrap();
-                let batch = Batch { x, labels: None };
+                let batch = Batch { x, labels: Some(onehot(&[0, 3, 9, 3], 10)) };
                 let mut ctx = ModelCtx { rng: &mut rng, step: 1 };
                 let groups = model.param_groups();
-                let before: Vec<Tensor> = groups[0].vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect();
-                let mut opt = candle_nn::AdamW::new_lr(groups[0].vars.clone(), 1e-3).unwrap();
-                let losses = model.loss(0, &batch, &mut ctx).unwrap();
-                let v = losses.objective.to_scalar::<f32>().unwrap();
-                assert!(v.is_finite(), "{kind}/{backbone}/{s}: loss {v}");
-                opt.backward_step(&losses.objective).unwrap();
-                let moved = groups[0].vars.iter().zip(&before).any(|(a, b)| {
-                    a.as_tensor().sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0
-                });
-                assert!(moved, "{kind}/{backbone}/{s}: a step changes the weights");
-                let rec = model.reconstruct(&batch, &mut ctx).unwrap().unwrap();
-                assert_eq!(rec.dims(), &[4, c, s, s], "{kind}/{backbone}/{s}");
+                let all: usize = groups.iter().map(|g| g.vars.len()).sum();
+                assert_eq!(all, varmap.all_vars().len(), "{what}: every parameter is in exactly one group");
+                for (pi, phase) in model.phases().iter().enumerate() {
+                    let vars = &groups[phase.group].vars;
+                    let before = snapshot(vars);
+                    let mut opt = candle_nn::AdamW::new_lr(vars.clone(), 1e-3).unwrap();
+                    let losses = model.loss(pi, &batch, &mut ctx).unwrap();
+                    let v = losses.objective.to_scalar::<f32>().unwrap();
+                    assert!(v.is_finite(), "{what}: phase {pi} loss {v}");
+                    for (name, t) in &losses.terms {
+                        assert!(t.to_scalar::<f32>().unwrap().is_finite(), "{what}: term {name} is a finite scalar");
+                    }
+                    opt.backward_step(&losses.objective).unwrap();
+                    assert!(changed(vars, &before), "{what}: phase {pi} changes its group's weights");
+                }
+                if let Some(rec) = model.reconstruct(&batch, &mut ctx).unwrap() {
+                    assert_eq!(rec.dims(), &[4, c, s, s], "{what}");
+                    let z = model.encode(&batch).unwrap().unwrap();
+                    assert_eq!(z.dims(), &[4, 3], "{what}");
+                }
                 if let Some(sample) = model.sample(5, None, &mut ctx).unwrap() {
-                    assert_eq!(sample.dims(), &[5, c, s, s]);
+                    assert_eq!(sample.dims(), &[5, c, s, s], "{what}");
                 }
-                let z = model.encode(&batch).unwrap().unwrap();
-                assert_eq!(z.dims(), &[4, 3]);
                 for (name, t) in model.eval(&batch, &mut ctx).unwrap() {
-                    assert_eq!(t.dims(), &[4], "{kind}: eval metric {name} is per example");
+                    assert_eq!(t.dims(), &[4], "{what}: eval metric {name} is per example");
                 }
-                let _ = D::Minus1;
             }
         }
     }
+}
+
+#[test]
+fn gan_mlp_pair_on_2d_points() {
+    let varmap = VarMap::new();
+    let spec: ModelSpec = serde_yaml::from_str("{kind: gan, latent_dim: 2, hidden: [16, 16], likelihood: gaussian, d_steps: 3}").unwrap();
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[2], num_classes: None }, &varmap, 3, &Device::Cpu).unwrap();
+    let phases = model.phases();
+    assert_eq!((phases[0].group, phases[0].repeats), (0, 3), "d_steps discriminator steps first");
+    assert_eq!((phases[1].group, phases[1].repeats), (1, 1));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let s = model.sample(7, None, &mut ModelCtx { rng: &mut rng, step: 0 }).unwrap().unwrap();
+    assert_eq!(s.dims(), &[7, 2]);
+}
+
+/// A discriminator step leaves the generator unchanged, a generator step leaves the discriminator unchanged;
+/// for VAE-GAN each of the three phases moves only its own network.
+#[test]
+fn adversarial_updates_touch_only_their_own_parameters() {
+    for kind in ["gan", "vae_gan"] {
+        let varmap = VarMap::new();
+        let model = vaelab_models::build(&spec(kind, "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 5, &Device::Cpu).unwrap();
+        let groups = model.param_groups();
+        let mut opts: Vec<_> = groups.iter().map(|g| candle_nn::AdamW::new_lr(g.vars.clone(), 1e-2).unwrap()).collect();
+        let batch = Batch { x: Tensor::rand(0f32, 1f32, (6, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (pi, phase) in model.phases().iter().enumerate() {
+            let before: Vec<Vec<Tensor>> = groups.iter().map(|g| snapshot(&g.vars)).collect();
+            let losses = model.loss(pi, &batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap();
+            opts[phase.group].backward_step(&losses.objective).unwrap();
+            for (gi, g) in groups.iter().enumerate() {
+                assert_eq!(changed(&g.vars, &before[gi]), gi == phase.group, "{kind}: phase {pi} vs group {}", g.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn cvae_is_conditioned_on_the_label() {
+    let varmap = VarMap::new();
+    let model = vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 2, &Device::Cpu).unwrap();
+    assert_eq!(model.classes(), Some(10));
+    let x = Tensor::rand(0f32, 1f32, (2, 1, 28, 28), &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = ModelCtx { rng: &mut rng, step: 0 };
+    let a = model.reconstruct(&Batch { x: x.clone(), labels: Some(onehot(&[1, 1], 10)) }, &mut ctx).unwrap().unwrap();
+    let b = model.reconstruct(&Batch { x: x.clone(), labels: Some(onehot(&[7, 7], 10)) }, &mut ctx).unwrap().unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff > 1e-4, "changing the label changes the decoder output ({diff})");
+    // n per class: 3 classes × 4 samples.
+    let labels: Vec<usize> = (0..12).map(|i| i / 4).collect();
+    let s = model.sample(12, Some(&onehot(&labels, 10)), &mut ctx).unwrap().unwrap();
+    assert_eq!(s.dims(), &[12, 1, 28, 28]);
+    // Without labels every class comes in turn.
+    assert_eq!(model.sample(20, None, &mut ctx).unwrap().unwrap().dim(0).unwrap(), 20);
+    // Unlabelled data is an error, not a silent unconditional model.
+    assert!(vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).is_err());
+}
+
+#[test]
+fn beta_vae_capacity_reaches_c_max_at_the_configured_step() {
+    let spec: ModelSpec = serde_yaml::from_str("{kind: beta_vae, latent_dim: 3, hidden: [16], capacity: {max: 25.0, gamma: 100.0, steps: 1000}}").unwrap();
+    let c = spec.capacity.clone().unwrap();
+    assert_eq!(c.at(0), 0.0);
+    assert!((c.at(500) - 12.5).abs() < 1e-12);
+    assert_eq!(c.at(1000), 25.0);
+    assert_eq!(c.at(5000), 25.0);
+    // The model logs the capacity it used and its objective is γ·|KL − C| + recon.
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).unwrap();
+    let batch = Batch { x: Tensor::rand(0f32, 1f32, (4, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 1000 }).unwrap();
+    let term = |n: &str| l.terms.iter().find(|t| t.0 == n).unwrap().1.to_scalar::<f32>().unwrap() as f64;
+    assert_eq!(term("capacity"), 25.0);
+    let want = term("recon") + 100.0 * (term("kl") - 25.0).abs();
+    assert!((term("loss") - want).abs() < 1e-3 * want, "{} vs {want}", term("loss"));
+}
+
+#[test]
+fn beta_weights_the_kl_and_warmup_schedules() {
+    let spec: ModelSpec = serde_yaml::from_str("{kind: beta_vae, latent_dim: 3, hidden: [16], beta: 4.0, kl_warmup: {schedule: linear, steps: 100}}").unwrap();
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).unwrap();
+    let batch = Batch { x: Tensor::rand(0f32, 1f32, (4, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 25 }).unwrap();
+    let term = |n: &str| l.terms.iter().find(|t| t.0 == n).unwrap().1.to_scalar::<f32>().unwrap() as f64;
+    assert_eq!(term("kl_weight"), 0.25);
+    let want = term("recon") + 4.0 * 0.25 * term("kl");
+    assert!((term("loss") - want).abs() < 1e-4 * want);
+
+    let cyc: vaelab_models::schedule::KlWarmup = serde_yaml::from_str("{schedule: cyclical, steps: 100, ratio: 0.5}").unwrap();
+    assert_eq!(cyc.weight(0), 0.0);
+    assert_eq!(cyc.weight(25), 0.5);
+    assert_eq!(cyc.weight(50), 1.0);
+    assert_eq!(cyc.weight(99), 1.0);
+    assert_eq!(cyc.weight(100), 0.0, "a new cycle starts from 0");
+    assert_eq!(cyc.weight(125), 0.5);
 }
 
 #[test]
@@ -100,7 +220,7 @@ fn init_is_seeded() {
     let dev = Device::Cpu;
     let weights = |seed| {
         let vm = VarMap::new();
-        vaelab_models::build(&spec("vae", "conv"), &[1, 28, 28], &vm, seed, &dev).unwrap();
+        vaelab_models::build(&spec("vae", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &vm, seed, &dev).unwrap();
         let data = vm.data().lock().unwrap();
         data["encoder.conv0.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };

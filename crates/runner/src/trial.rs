@@ -104,7 +104,8 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, progress: &mut d
         dir.write_status(&status)?;
         let spec = &trial.spec;
         let varmap = candle_nn::VarMap::new();
-        let model = vaelab_models::build(&spec.model, &data.sample_shape, &varmap, spec.seed, &candle_core::Device::Cpu)?;
+        let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+        let model = vaelab_models::build(&spec.model, &info, &varmap, spec.seed, &candle_core::Device::Cpu)?;
         let mut log = TrialLog::create(&dir.path, &trial.id)?;
         let mut outcome = vaelab_train::train(
             model.as_ref(),

@@ -14,6 +14,11 @@ pub struct TrainSpec {
     /// Adam learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
+    /// Adam's moment decay rates (GANs usually want beta1 = 0.5, as in DCGAN).
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
     /// Evaluate on the test split every this many steps (and at the end).
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
@@ -34,6 +39,12 @@ fn default_batch_size() -> usize {
 fn default_lr() -> f64 {
     1e-3
 }
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
 fn default_eval_every() -> u64 {
     500
 }
@@ -52,6 +63,9 @@ impl TrainSpec {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("train.lr: must be a positive number, got {}", self.lr);
+        }
+        if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
+            bail!("train.beta1 / train.beta2: must be in [0, 1)");
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             bail!("train.steps / train.epochs: must train for at least one step");

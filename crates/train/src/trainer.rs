@@ -83,7 +83,7 @@ pub fn train(
     let n = data.train.n;
     let total = spec.total_steps(n);
     let steps_per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as f64;
-    let params = ParamsAdamW { lr: spec.lr, weight_decay: 0.0, ..Default::default() };
+    let params = ParamsAdamW { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, weight_decay: 0.0, ..Default::default() };
     let groups = model.param_groups();
     let mut opts = groups
         .iter()
@@ -122,8 +122,10 @@ pub fn train(
             let t = Instant::now();
             let batch = rx.recv().map_err(|_| anyhow::anyhow!("the batch producer stopped"))??;
             waited += t.elapsed();
+            // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
             for (pi, phase) in phases.iter().enumerate() {
+                let mut last = vec![];
                 for _ in 0..phase.repeats {
                     let mut ctx = ModelCtx { rng: &mut noise_rng, step };
                     let losses = model.loss(pi, &batch, &mut ctx)?;
@@ -132,10 +134,10 @@ pub fn train(
                         return Err(TrainError::Diverged { step });
                     }
                     opts[phase.group].backward_step(&losses.objective)?;
-                    terms.clear();
-                    for (name, t) in &losses.terms {
-                        terms.push((name, t.to_scalar::<f32>()?));
-                    }
+                    last = losses.terms;
+                }
+                for (name, t) in &last {
+                    terms.push((name, t.to_scalar::<f32>()?));
                 }
             }
             let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
@@ -207,8 +209,24 @@ fn log_images(model: &dyn GenerativeModel, data: &Dataset, binarize: Binarize, s
         both.extend(rec.flatten_all()?.to_vec1::<f32>()?);
         log.events.image("images/reconstruction", &Image::grid(&both, 2 * k, c, h, w, k), step)?;
     }
-    if let Some(s) = model.sample(64, None, &mut ctx)? {
-        log.events.image("images/samples", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, 64, c, h, w, 8), step)?;
+    match model.classes() {
+        // Conditional models: one row of 8 samples per class.
+        Some(classes) => {
+            let n = classes * 8;
+            let mut onehot = vec![0f32; n * classes];
+            for i in 0..n {
+                onehot[i * classes + i / 8] = 1.0;
+            }
+            let labels = Tensor::from_vec(onehot, (n, classes), &Device::Cpu)?;
+            if let Some(s) = model.sample(n, Some(&labels), &mut ctx)? {
+                log.events.image("images/samples_per_class", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, n, c, h, w, 8), step)?;
+            }
+        }
+        None => {
+            if let Some(s) = model.sample(64, None, &mut ctx)? {
+                log.events.image("images/samples", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, 64, c, h, w, 8), step)?;
+            }
+        }
     }
     Ok(())
 }

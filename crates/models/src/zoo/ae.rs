@@ -2,7 +2,7 @@
 
 use super::{recon_nll, to_data_space};
 use crate::backbone::{Decoder, Encoder};
-use crate::model::{Batch, GenerativeModel, Losses, ModelCtx, ParamGroup};
+use crate::model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup};
 use crate::spec::{Likelihood, ModelSpec};
 use candle_core::{Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -14,10 +14,10 @@ pub struct Ae {
     varmap: VarMap,
 }
 
-pub fn build(spec: &ModelSpec, shape: &[usize], varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
+pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
     Ok(Box::new(Ae {
-        encoder: Encoder::new(spec, shape, 0, spec.latent_dim, vb.pp("encoder"))?,
-        decoder: Decoder::new(spec, shape, spec.latent_dim, vb.pp("decoder"))?,
+        encoder: Encoder::new(spec, data.shape, 0, spec.latent_dim, vb.pp("encoder"))?,
+        decoder: Decoder::new(spec, data.shape, spec.latent_dim, vb.pp("decoder"))?,
         likelihood: spec.likelihood,
         varmap: varmap.clone(),
     }))

@@ -1,11 +1,16 @@
-//! One module per model. Each exposes `build(spec, shape, vb)`; the registry lists them.
+//! One module per model. Each exposes `build(spec, data, varmap, vb)`; the registry lists them.
 
 pub mod ae;
+pub mod beta_vae;
+pub mod cvae;
+pub mod gan;
 pub mod vae;
+pub mod vae_gan;
 
 use crate::losses;
 use crate::spec::Likelihood;
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
+use candle_nn::VarMap;
 
 /// Reconstruction negative log-likelihood per example under the decoder's likelihood.
 pub(crate) fn recon_nll(likelihood: Likelihood, out: &Tensor, x: &Tensor) -> Result<Tensor> {
@@ -21,4 +26,12 @@ pub(crate) fn to_data_space(likelihood: Likelihood, out: &Tensor) -> Result<Tens
         Likelihood::Bernoulli => candle_nn::ops::sigmoid(out),
         Likelihood::Gaussian => Ok(out.clone()),
     }
+}
+
+/// The variables whose names start with `prefix` (one network of a multi-network model), in name order.
+pub(crate) fn vars_under(varmap: &VarMap, prefix: &str) -> Vec<Var> {
+    let data = varmap.data().lock().expect("the var map lock is never poisoned");
+    let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
 }

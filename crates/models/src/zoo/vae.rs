@@ -1,31 +1,42 @@
 //! Variational autoencoder (Kingma & Welling 2014): Gaussian q(z|x), reparameterised sampling, analytic KL
 //! to N(0, I), and a Bernoulli or Gaussian decoder. Loss = reconstruction NLL + KL = negative ELBO.
+//!
+//! [`Vae`] is also the body of the β-VAE (another KL penalty) and the CVAE (label-conditioned encoder and
+//! decoder): those modules only configure it, as pythae's BetaVAE and CVAE extend its VAE.
 
 use super::{recon_nll, to_data_space};
 use crate::backbone::{Decoder, Encoder};
 use crate::init::randn;
 use crate::losses::kl_standard_normal;
-use crate::model::{Batch, GenerativeModel, Losses, ModelCtx, ParamGroup};
+use crate::model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup};
+use crate::schedule::{Capacity, KlWarmup};
 use crate::spec::{Likelihood, ModelSpec};
 use candle_core::{Result, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
+
+/// How the KL term enters the training objective.
+#[derive(Debug, Clone)]
+pub enum KlPenalty {
+    /// β·KL (β = 1: the ELBO).
+    Beta(f64),
+    /// γ·|KL − C(step)| (Burgess et al.).
+    Capacity(Capacity),
+}
 
 pub struct Vae {
     encoder: Encoder,
     decoder: Decoder,
     likelihood: Likelihood,
     latent_dim: usize,
+    /// Conditional (CVAE): the number of classes whose one-hot label both networks see.
+    classes: Option<usize>,
+    penalty: KlPenalty,
+    warmup: Option<KlWarmup>,
     varmap: VarMap,
 }
 
-pub fn build(spec: &ModelSpec, shape: &[usize], varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
-    Ok(Box::new(Vae {
-        encoder: Encoder::new(spec, shape, 0, 2 * spec.latent_dim, vb.pp("encoder"))?,
-        decoder: Decoder::new(spec, shape, spec.latent_dim, vb.pp("decoder"))?,
-        likelihood: spec.likelihood,
-        latent_dim: spec.latent_dim,
-        varmap: varmap.clone(),
-    }))
+pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
+    Ok(Box::new(Vae::new(spec, data, varmap, vb, KlPenalty::Beta(1.0), None)?))
 }
 
 /// Per-example terms of one pass.
@@ -35,17 +46,61 @@ struct Pass {
 }
 
 impl Vae {
-    fn posterior(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.encoder.forward(x, None)?;
+    pub fn new(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder, penalty: KlPenalty, classes: Option<usize>) -> Result<Self> {
+        let k = classes.unwrap_or(0);
+        Ok(Vae {
+            encoder: Encoder::new(spec, data.shape, k, 2 * spec.latent_dim, vb.pp("encoder"))?,
+            decoder: Decoder::new(spec, data.shape, spec.latent_dim + k, vb.pp("decoder"))?,
+            likelihood: spec.likelihood,
+            latent_dim: spec.latent_dim,
+            classes,
+            penalty,
+            warmup: spec.kl_warmup.clone(),
+            varmap: varmap.clone(),
+        })
+    }
+
+    fn labels<'a>(&self, batch: &'a Batch) -> Result<Option<&'a Tensor>> {
+        match (self.classes, &batch.labels) {
+            (None, _) => Ok(None),
+            (Some(_), Some(l)) => Ok(Some(l)),
+            (Some(_), None) => candle_core::bail!("a conditional model needs labelled data"),
+        }
+    }
+
+    fn decode(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        match labels {
+            Some(l) => self.decoder.forward(&Tensor::cat(&[z, l], 1)?),
+            None => self.decoder.forward(z),
+        }
+    }
+
+    fn posterior(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let h = self.encoder.forward(&batch.x, self.labels(batch)?)?;
         Ok((h.narrow(D::Minus1, 0, self.latent_dim)?, h.narrow(D::Minus1, self.latent_dim, self.latent_dim)?))
     }
 
-    fn pass(&self, x: &Tensor, ctx: &mut ModelCtx) -> Result<Pass> {
-        let (mu, logvar) = self.posterior(x)?;
+    fn pass(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Pass> {
+        let (mu, logvar) = self.posterior(batch)?;
         let eps = randn(ctx.rng, mu.shape(), mu.device())?;
         let z = (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?;
-        let out = self.decoder.forward(&z)?;
-        Ok(Pass { recon: recon_nll(self.likelihood, &out, x)?, kl: kl_standard_normal(&mu, &logvar)? })
+        let out = self.decode(&z, self.labels(batch)?)?;
+        Ok(Pass { recon: recon_nll(self.likelihood, &out, &batch.x)?, kl: kl_standard_normal(&mu, &logvar)? })
+    }
+
+    /// One-hot labels for `n` class-conditional samples: the given ones, or classes 0, 1, …, K−1 in turn.
+    fn sample_labels(&self, n: usize, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        match (self.classes, labels) {
+            (None, _) => Ok(None),
+            (Some(_), Some(l)) => Ok(Some(l.clone())),
+            (Some(k), None) => {
+                let mut v = vec![0f32; n * k];
+                for i in 0..n {
+                    v[i * k + i % k] = 1.0;
+                }
+                Tensor::from_vec(v, (n, k), &candle_core::Device::Cpu).map(Some)
+            }
+        }
     }
 }
 
@@ -55,14 +110,29 @@ impl GenerativeModel for Vae {
     }
 
     fn loss(&self, _phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses> {
-        let p = self.pass(&batch.x, ctx)?;
+        let p = self.pass(batch, ctx)?;
         let (recon, kl) = (p.recon.mean_all()?, p.kl.mean_all()?);
-        let objective = (&recon + &kl)?;
-        Ok(Losses { objective: objective.clone(), terms: vec![("neg_elbo", objective), ("recon", recon), ("kl", kl)] })
+        let warm = self.warmup.as_ref().map(|w| w.weight(ctx.step)).unwrap_or(1.0);
+        let mut terms = vec![];
+        let penalty = match &self.penalty {
+            KlPenalty::Beta(beta) => (&kl * (beta * warm))?,
+            KlPenalty::Capacity(c) => {
+                let cap = c.at(ctx.step);
+                terms.push(("capacity", Tensor::new(cap as f32, kl.device())?));
+                ((&kl - cap)?.abs()? * (c.gamma * warm))?
+            }
+        };
+        if self.warmup.is_some() {
+            terms.push(("kl_weight", Tensor::new(warm as f32, kl.device())?));
+        }
+        let objective = (&recon + penalty)?;
+        let mut all = vec![("loss", objective.clone()), ("neg_elbo", (&recon + &kl)?), ("recon", recon), ("kl", kl)];
+        all.extend(terms);
+        Ok(Losses { objective, terms: all })
     }
 
     fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>> {
-        let p = self.pass(&batch.x, ctx)?;
+        let p = self.pass(batch, ctx)?;
         Ok(vec![("neg_elbo", (&p.recon + &p.kl)?), ("recon", p.recon), ("kl", p.kl)])
     }
 
@@ -71,16 +141,21 @@ impl GenerativeModel for Vae {
     }
 
     fn reconstruct(&self, batch: &Batch, _ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
-        let (mu, _) = self.posterior(&batch.x)?;
-        to_data_space(self.likelihood, &self.decoder.forward(&mu)?).map(Some)
+        let (mu, _) = self.posterior(batch)?;
+        to_data_space(self.likelihood, &self.decode(&mu, self.labels(batch)?)?).map(Some)
     }
 
-    fn sample(&self, n: usize, _labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
+    fn sample(&self, n: usize, labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
         let z = randn(ctx.rng, (n, self.latent_dim), &candle_core::Device::Cpu)?;
-        to_data_space(self.likelihood, &self.decoder.forward(&z)?).map(Some)
+        let labels = self.sample_labels(n, labels)?;
+        to_data_space(self.likelihood, &self.decode(&z, labels.as_ref())?).map(Some)
     }
 
     fn encode(&self, batch: &Batch) -> Result<Option<Tensor>> {
-        self.posterior(&batch.x).map(|(mu, _)| Some(mu))
+        self.posterior(batch).map(|(mu, _)| Some(mu))
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.classes
     }
 }
