@@ -1,7 +1,11 @@
 //! Evaluation metrics for vaelab.
 //!
-//! Metrics here are plain functions over `f32`/`f64` slices, independent of candle, so they are easy to test
-//! against known answers. The trainer averages per-example model metrics with [`MeanOf`].
+//! Most metrics are plain functions over `f32`/`f64` slices, so they are easy to test against known answers.
+//! The trainer averages per-example model metrics with [`MeanOf`]. Metrics that need a network of their own
+//! (class accuracy of samples, FID-LeNet) use [`feature_net::FeatureNet`], trained on the real data.
+
+pub mod feature_net;
+pub use feature_net::FeatureNet;
 
 /// Running means of named per-example values over a whole split.
 #[derive(Debug, Default, Clone)]

@@ -58,6 +58,47 @@ fn load_datasets(trials: &[&Trial]) -> anyhow::Result<HashMap<String, Arc<Datase
     Ok(out)
 }
 
+/// The feature net of each labelled image dataset that a trial's `class_accuracy` needs: loaded from
+/// `<runs>/.feature-nets/` or trained there once (3 epochs on the training split) and reported.
+fn prepare_feature_nets(
+    trials: &[&Trial],
+    datasets: &HashMap<String, Arc<Dataset>>,
+    runs_dir: &std::path::Path,
+) -> anyhow::Result<HashMap<String, Arc<vaelab_metrics::FeatureNet>>> {
+    let mut out = HashMap::new();
+    for t in trials {
+        if !t.spec.metrics.contains(&crate::spec::MetricName::ClassAccuracy) {
+            continue;
+        }
+        let key = serde_yaml::to_string(&t.spec.data)?;
+        if out.contains_key(&key) {
+            continue;
+        }
+        let data = &datasets[&key];
+        let (Some(k), Some(train_labels), Some(test_labels), true) = (data.num_classes, &data.train.labels, &data.test.labels, data.is_image()) else {
+            anyhow::bail!("trial {}: metric class_accuracy needs a labelled image dataset; {} is not one", t.id, data.name);
+        };
+        let shape = [data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]];
+        let dir = runs_dir.join(".feature-nets");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}-{:016x}.safetensors", data.name, crate::plan::fnv1a(key.as_bytes())));
+        let net = match path.exists() {
+            true => vaelab_metrics::FeatureNet::load(&path, shape, k)?,
+            false => {
+                let started = Instant::now();
+                eprintln!("vaelab: training the {} feature net (3 epochs on {} images) for class_accuracy …", data.name, data.train.n);
+                let net = vaelab_metrics::FeatureNet::train(shape, k, &data.train.x, train_labels, 3, 0)?;
+                net.save(&path)?;
+                eprintln!("vaelab: feature net trained in {:.0}s, saved to {}", started.elapsed().as_secs_f64(), path.display());
+                net
+            }
+        };
+        eprintln!("vaelab: {} feature net: test accuracy {:.2}%", data.name, 100.0 * net.accuracy(&data.test.x, test_labels)?);
+        out.insert(key, Arc::new(net));
+    }
+    Ok(out)
+}
+
 pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow::Result<RunReport> {
     let sweep_dir = opts.runs_dir.join(&plan.experiment).join(&plan.sweep_id);
     let selected: Vec<&Trial> = match opts.only_trial {
@@ -65,6 +106,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         None => plan.trials.iter().collect(),
     };
     let datasets = load_datasets(&selected)?;
+    let feature_nets = prepare_feature_nets(&selected, &datasets, &opts.runs_dir)?;
 
     std::fs::create_dir_all(&sweep_dir).with_context(|| format!("creating {}", sweep_dir.display()))?;
     vaelab_track::fsutil::write_atomic(&sweep_dir.join("sweep.yaml"), file.source.as_bytes())?;
@@ -116,7 +158,9 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         for _ in 0..jobs {
             s.spawn(|_| loop {
                 let Some(trial) = queue.lock().unwrap().pop_front() else { break };
-                let data = datasets[&serde_yaml::to_string(&trial.spec.data).unwrap()].clone();
+                let key = serde_yaml::to_string(&trial.spec.data).unwrap();
+                let data = datasets[&key].clone();
+                let net = feature_nets.get(&key).cloned();
                 let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
                 bar.set_style(ProgressStyle::with_template("  {prefix} {bar:25.cyan/blue} {pos}/{len} steps  loss {msg}  ETA {eta}").unwrap());
                 bar.set_prefix(trial.id.clone());
@@ -129,7 +173,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                         last_line = Instant::now();
                     }
                 };
-                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, &mut on_progress);
+                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress);
                 bar.finish_and_clear();
                 mp.remove(&bar);
                 let line = match status.status {

@@ -41,6 +41,10 @@ fn default_train() -> TrainSpec {
 pub enum MetricName {
     /// Modes covered and share of high-quality samples (2D toy data with known modes).
     ModeCoverage,
+    /// Conditional models on labelled images: the share of class-k samples that vaelab's feature net
+    /// (trained on the real training split, cached under `<runs>/.feature-nets/`) classifies as k.
+    /// Models without class conditioning skip it.
+    ClassAccuracy,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -71,9 +75,28 @@ pub struct SweepSpec {
     /// Seeds to repeat every grid point with (default: the spec's `seed`).
     #[serde(default)]
     pub seeds: Vec<u64>,
+    /// Explicit trials: each entry maps dotted keys to values (e.g. one entry per model with its own
+    /// optimizer settings). Crossed with the grid and the seeds.
+    #[serde(default)]
+    pub trials: Vec<serde_yaml::Mapping>,
+    /// Random search: `n` points drawn from per-key distributions, crossed with the rest.
+    #[serde(default)]
+    pub random: Option<RandomSearch>,
     /// Trials run at the same time (default: 2, capped by the number of cores).
     #[serde(default)]
     pub jobs: Option<usize>,
+}
+
+/// `sweep.random`: `n` draws; `params` maps dotted keys to one distribution each:
+/// `{choice: [a, b, …]}`, `{uniform: [lo, hi]}`, `{log_uniform: [lo, hi]}` or `{int: [lo, hi]}` (inclusive).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSearch {
+    pub n: usize,
+    /// Seed of the draws (default: the spec's `seed`), so the same spec always draws the same trials.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    pub params: serde_yaml::Mapping,
 }
 
 /// A spec problem, located in its file.
@@ -124,6 +147,7 @@ impl SpecFile {
         let parts: Vec<&str> = key.split('.').collect();
         // A key set by the sweep is reported where the sweep sets it.
         let (line, column) = locate(&self.source, &["sweep", "grid", key])
+            .or_else(|| locate(&self.source, &["sweep", "random", "params", key]))
             .or_else(|| locate(&self.source, &parts))
             .or_else(|| (1..parts.len()).rev().find_map(|n| locate(&self.source, &parts[..n])))
             .unwrap_or((1, 1));
@@ -181,7 +205,10 @@ pub fn from_serde(path: &Path, source: &str, e: &serde_yaml::Error, sweep_key: O
         key = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
     }
     let (line, column) = match (sweep_key, e.location()) {
-        (Some(k), _) => locate(source, &["sweep", "grid", k]).unwrap_or((1, 1)),
+        (Some(k), _) => locate(source, &["sweep", "grid", k])
+            .or_else(|| locate(source, &["sweep", "random", "params", k]))
+            .or_else(|| source.lines().enumerate().find_map(|(ln, l)| l.find(k).map(|c| (ln + 1, c + 1))))
+            .unwrap_or((1, 1)),
         (None, Some(loc)) => (loc.line(), loc.column()),
         (None, None) => locate(source, &key.split('.').collect::<Vec<_>>()).unwrap_or((1, 1)),
     };

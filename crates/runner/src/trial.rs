@@ -82,7 +82,7 @@ fn unix_now() -> f64 {
 }
 
 /// Run one trial to the end and record its status; never panics on a trial's own failure.
-pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, progress: &mut dyn FnMut(Progress)) -> TrialStatus {
+pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Option<&vaelab_metrics::FeatureNet>, progress: &mut dyn FnMut(Progress)) -> TrialStatus {
     let start = Instant::now();
     let mut status = TrialStatus {
         trial_id: trial.id.clone(),
@@ -119,14 +119,16 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, progress: &mut d
             progress,
         )?;
         for m in &spec.metrics {
-            match m {
-                MetricName::ModeCoverage => {
-                    let extra = mode_coverage(model.as_ref(), data, spec.seed)?;
-                    for (k, v) in extra {
-                        log.scalar("test", &k, outcome.steps, outcome.steps as f64, v)?;
-                        outcome.final_metrics.push((k, v));
-                    }
-                }
+            let extra = match m {
+                MetricName::ModeCoverage => mode_coverage(model.as_ref(), data, spec.seed)?,
+                MetricName::ClassAccuracy => match (model.classes(), feature_net) {
+                    (Some(k), Some(net)) => class_accuracy(model.as_ref(), net, k, spec.seed)?,
+                    _ => vec![],
+                },
+            };
+            for (k, v) in extra {
+                log.scalar("test", &k, outcome.steps, outcome.steps as f64, v)?;
+                outcome.final_metrics.push((k, v));
             }
         }
         log.flush()?;
@@ -171,4 +173,24 @@ fn mode_coverage(model: &dyn vaelab_models::GenerativeModel, data: &Dataset, see
     let pts: Vec<[f32; 2]> = s.to_vec2::<f32>()?.into_iter().map(|p| [p[0], p[1]]).collect();
     let (covered, hq) = vaelab_metrics::mode_coverage(&pts, modes, std, 20);
     Ok(vec![("modes_covered".into(), covered as f64), ("high_quality_frac".into(), hq)])
+}
+
+/// Class accuracy of 100 class-conditional samples per class, judged by the feature net.
+fn class_accuracy(model: &dyn vaelab_models::GenerativeModel, net: &vaelab_metrics::FeatureNet, classes: usize, seed: u64) -> anyhow::Result<Vec<(String, f64)>> {
+    use rand::SeedableRng;
+    let per = 100;
+    let n = per * classes;
+    let mut onehot = vec![0f32; n * classes];
+    let want: Vec<u32> = (0..n).map(|i| (i / per) as u32).collect();
+    for (i, &k) in want.iter().enumerate() {
+        onehot[i * classes + k as usize] = 1.0;
+    }
+    let labels = candle_core::Tensor::from_vec(onehot, (n, classes), &candle_core::Device::Cpu)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xc1a5);
+    let mut ctx = vaelab_models::ModelCtx { rng: &mut rng, step: 0 };
+    let Some(s) = model.sample(n, Some(&labels), &mut ctx)? else {
+        return Ok(vec![]);
+    };
+    let acc = net.accuracy(&s.flatten_all()?.to_vec1::<f32>()?, &want)?;
+    Ok(vec![("class_accuracy".into(), acc)])
 }
