@@ -30,6 +30,8 @@ pub struct Dataset {
     /// Standard deviation of each mixture component, when `modes` is set.
     pub mode_std: Option<f32>,
     pub train: Split,
+    /// Held out from the training split when `data.validation` is set (`n = 0` otherwise).
+    pub val: Split,
     pub test: Split,
 }
 

@@ -8,6 +8,7 @@
 //! - [`toy`]: 2D toys (ring of 8 Gaussians, 5×5 grid with their mode centres; swiss roll, two moons).
 //! - [`idx`]: MNIST-format IDX files (MNIST, Fashion-MNIST, …), gzipped or raw, validated before use.
 //! - [`cifar`]: CIFAR-10 binary batches; [`dsprites_npz`]: the real dSprites archive.
+//! - [`hub`]: `source: hub`, candle-datasets' download path (the `hub` feature).
 //! - [`batch`]: seeded shuffling into mini-batches, and binarization.
 
 pub mod batch;
@@ -15,6 +16,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod dsprites;
 pub mod dsprites_npz;
+pub mod hub;
 pub mod idx;
 pub mod spec;
 pub mod toy;

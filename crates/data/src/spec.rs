@@ -45,11 +45,26 @@ pub struct DataSpec {
     /// Test samples, likewise.
     #[serde(default)]
     pub n_test: Option<usize>,
+    /// Training samples held out (seeded) as a validation split; 0 = none. Early stopping reads it.
+    #[serde(default)]
+    pub validation: usize,
+    /// Where MNIST / Fashion-MNIST come from: `files` (IDX files in `dir`) or `hub` (downloaded by
+    /// candle-datasets from the Hugging Face hub; needs the `hub` build feature and internet).
+    #[serde(default)]
+    pub source: Source,
     #[serde(default)]
     pub binarize: Binarize,
     /// Seed of generation, subsetting and the train/test split (shared by all trials of a sweep).
     #[serde(default)]
     pub split_seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    #[default]
+    Files,
+    Hub,
 }
 
 fn default_image_size() -> usize {
@@ -74,6 +89,9 @@ impl DataSpec {
         }
         if self.kind == DataKind::Dsprites && ![32, 64].contains(&self.image_size) {
             bail!("data.image_size: dSprites renders at 32 or 64, not {}", self.image_size);
+        }
+        if self.source == Source::Hub && !matches!(self.kind, DataKind::Mnist | DataKind::FashionMnist) {
+            bail!("data.source: `hub` serves mnist and fashion_mnist only");
         }
         for (k, v) in [("n_train", self.n_train), ("n_test", self.n_test)] {
             if v == Some(0) {
@@ -111,6 +129,27 @@ pub fn expand_env(s: &str) -> String {
 
 /// Load the dataset a spec names. `seed` fixes generation, subsetting and the split.
 pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
+    let mut data = load_splits(spec, seed)?;
+    if spec.validation > 0 {
+        // Hold out a seeded subset of the training split; the rest stays in training order.
+        let n = data.train.n;
+        if spec.validation >= n {
+            bail!("data.validation: {} held out of {n} training samples leaves none to train on", spec.validation);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7a11_da7e);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let (val, rest) = order.split_at(spec.validation);
+        let mut rest = rest.to_vec();
+        rest.sort_unstable();
+        let dim = data.dim();
+        data.val = subset(&data.train, dim, val);
+        data.train = subset(&data.train, dim, &rest);
+    }
+    Ok(data)
+}
+
+fn load_splits(spec: &DataSpec, seed: u64) -> Result<Dataset> {
     spec.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
     match spec.kind {
@@ -140,6 +179,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 modes: None,
                 mode_std: None,
                 train: mk(trx, trl, spec.n_train, &mut rng),
+                val: Split::default(),
                 test: mk(tex, tel, spec.n_test, &mut rng),
             })
         }
@@ -161,14 +201,20 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 modes: Some(toy.modes()).filter(|m| !m.is_empty()),
                 mode_std: Some(toy.std()),
                 train: split(n_train, &mut rng),
+                val: Split::default(),
                 test: split(n_test, &mut rng),
             })
         }
         DataKind::Mnist | DataKind::FashionMnist => {
             let dir = PathBuf::from(spec.resolved_dir().unwrap_or_default());
             let name = if spec.kind == DataKind::Mnist { "mnist" } else { "fashion-mnist" };
-            let train = idx::load_split(&dir, "train").with_context(|| format!("loading {name} training split"))?;
-            let test = idx::load_split(&dir, "t10k").with_context(|| format!("loading {name} test split"))?;
+            let (train, test) = match spec.source {
+                Source::Files => (
+                    idx::load_split(&dir, "train").with_context(|| format!("loading {name} training split"))?,
+                    idx::load_split(&dir, "t10k").with_context(|| format!("loading {name} test split"))?,
+                ),
+                Source::Hub => crate::hub::load(spec.kind == DataKind::Mnist)?,
+            };
             if (train.rows, train.cols) != (test.rows, test.cols) {
                 bail!("{}: train images are {}×{} but test images are {}×{}", dir.display(), train.rows, train.cols, test.rows, test.cols);
             }
@@ -197,6 +243,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 modes: None,
                 mode_std: None,
                 train,
+                val: Split::default(),
                 test,
             })
         }
@@ -244,6 +291,7 @@ fn dsprites_dataset(size: usize, train: Split, test: Split) -> Dataset {
         modes: None,
         mode_std: None,
         train,
+        val: Split::default(),
         test,
     }
 }

@@ -98,6 +98,8 @@ fn serde_yaml_like(kind: &str, size: usize, n_train: usize, n_test: usize) -> va
         image_size: size,
         n_train: Some(n_train),
         n_test: Some(n_test),
+        validation: 0,
+        source: Default::default(),
         binarize: Default::default(),
         split_seed: 0,
     }

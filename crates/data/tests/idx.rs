@@ -46,6 +46,8 @@ fn load(dir: &Path) -> Result<vaelab_data::Dataset, String> {
         image_size: 64,
         n_train: None,
         n_test: None,
+        validation: 0,
+        source: Default::default(),
         binarize: Default::default(),
         split_seed: 0,
     };

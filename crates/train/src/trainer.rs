@@ -39,7 +39,7 @@ pub struct Progress {
 pub struct TrainOutcome {
     pub steps: u64,
     pub primary_metric: String,
-    /// Test-split metrics at the last evaluation.
+    /// Test-split metrics at the last evaluation (validation ones prefixed `val_`).
     pub final_metrics: Vec<(String, f64)>,
     /// Best (lowest) value of the primary metric over all evaluations.
     pub best_primary: f64,
@@ -155,9 +155,15 @@ pub fn train(
                 last_log = (Instant::now(), step);
             }
             if step % spec.eval_every == 0 || step == total {
-                let metrics = evaluate(model, data, binarize, spec, seed, step)?;
+                let mut metrics = evaluate(model, data, &data.test, binarize, spec, seed, step)?;
                 for (name, v) in &metrics {
                     log.scalar("test", name, step, ep, *v)?;
+                }
+                if data.val.n > 0 {
+                    for (name, v) in evaluate(model, data, &data.val, binarize, spec, seed, step)? {
+                        log.scalar("val", &name, step, ep, v)?;
+                        metrics.push((format!("val_{name}"), v));
+                    }
                 }
                 log_images(model, data, binarize, seed, step, log)?;
                 evals.push((step, metrics));
@@ -177,14 +183,14 @@ pub fn train(
     Ok(TrainOutcome { steps: total, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec })
 }
 
-/// Mean of every eval metric over the whole test split. Noise is seeded by (seed, step) so evaluation does
-/// not depend on how much randomness training used.
-pub fn evaluate(model: &dyn GenerativeModel, data: &Dataset, binarize: Binarize, spec: &TrainSpec, seed: u64, step: u64) -> anyhow::Result<Vec<(String, f64)>> {
+/// Mean of every eval metric over a whole split (test or validation). Noise is seeded by (seed, step) so
+/// evaluation does not depend on how much randomness training used.
+pub fn evaluate(model: &dyn GenerativeModel, data: &Dataset, split: &Split, binarize: Binarize, spec: &TrainSpec, seed: u64, step: u64) -> anyhow::Result<Vec<(String, f64)>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7a1 ^ step.wrapping_mul(0x9e37_79b9));
     let mut mean = MeanOf::default();
-    let idx: Vec<usize> = (0..data.test.n).collect();
+    let idx: Vec<usize> = (0..split.n).collect();
     for chunk in idx.chunks(spec.eval_batch_size) {
-        let batch = make_batch(&data.test, data, chunk, binarize, &mut rng, &Device::Cpu)?;
+        let batch = make_batch(split, data, chunk, binarize, &mut rng, &Device::Cpu)?;
         let mut ctx = ModelCtx { rng: &mut rng, step };
         for (name, t) in model.eval(&batch, &mut ctx)? {
             mean.add(name, &t.to_vec1::<f32>()?);
