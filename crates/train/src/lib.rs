@@ -9,6 +9,8 @@ mod checkpoint;
 mod spec;
 mod trainer;
 
+pub mod adam;
+pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use spec::TrainSpec;
 pub use trainer::{train, Progress, TrainError, TrainOutcome};

@@ -2,7 +2,8 @@
 
 use crate::spec::TrainSpec;
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use crate::adam::{Adam, AdamConfig};
+use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -83,12 +84,9 @@ pub fn train(
     let n = data.train.n;
     let total = spec.total_steps(n);
     let steps_per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as f64;
-    let params = ParamsAdamW { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, weight_decay: 0.0, ..Default::default() };
+    let config = AdamConfig { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: 1e-8 };
     let groups = model.param_groups();
-    let mut opts = groups
-        .iter()
-        .map(|g| AdamW::new(g.vars.clone(), params.clone()))
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut opts: Vec<Adam> = groups.iter().map(|g| Adam::new(g.vars.clone(), config)).collect();
     let phases = model.phases();
 
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e0e);

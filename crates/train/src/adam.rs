@@ -1,0 +1,122 @@
+//! Adam, fused and in place.
+//!
+//! candle-nn's `AdamW` builds each update from ~12 tensor ops per parameter, each allocating a new tensor:
+//! on the 2-core machine that was about half of an MLP VAE's step (17 ms of it, measured with perf). This
+//! optimizer does the same arithmetic (Kingma & Ba, with bias correction; no weight decay) in one pass over
+//! each parameter, writing the parameter and its moments in place. Its moments are plain vectors, so a
+//! checkpoint can store them and a resumed trial continues exactly where it stopped.
+
+use candle_core::{backprop::GradStore, CpuStorage, Layout, Result, Tensor, Var};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+/// First and second moments of one parameter.
+#[derive(Debug, Default, Clone)]
+pub struct Moments {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+pub struct Adam {
+    vars: Vec<(Var, Mutex<Moments>)>,
+    /// Updates taken so far (the bias correction needs it).
+    pub t: u64,
+    pub config: AdamConfig,
+}
+
+/// The in-place update of one parameter from its gradient.
+struct Update<'a> {
+    moments: &'a Mutex<Moments>,
+    lr_t: f32,
+    beta1: f32,
+    beta2: f32,
+    eps_t: f32,
+}
+
+impl candle_core::InplaceOp2 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adam"
+    }
+
+    fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
+            candle_core::bail!("fused Adam handles f32 parameters only");
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (pl.contiguous_offsets(), gl.contiguous_offsets()) else {
+            candle_core::bail!("fused Adam needs contiguous parameters and gradients");
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut st = self.moments.lock().expect("moments lock");
+        let Moments { m, v } = &mut *st;
+        if m.len() != p.len() {
+            *m = vec![0.0; p.len()];
+            *v = vec![0.0; p.len()];
+        }
+        let (b1, b2) = (self.beta1, self.beta2);
+        for i in 0..p.len() {
+            let gi = g[i];
+            let mi = b1 * m[i] + (1.0 - b1) * gi;
+            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            // θ ← θ − α_t · m / (√v + ε̂), with α_t = α·√(1−β2^t)/(1−β1^t) and ε̂ = ε·√(1−β2^t): the
+            // same update as m̂ / (√v̂ + ε) without dividing every element twice.
+            p[i] -= self.lr_t * mi / (vi.sqrt() + self.eps_t);
+        }
+        Ok(())
+    }
+}
+
+impl Adam {
+    pub fn new(vars: Vec<Var>, config: AdamConfig) -> Self {
+        Self { vars: vars.into_iter().map(|v| (v, Mutex::new(Moments::default()))).collect(), t: 0, config }
+    }
+
+    /// Backpropagate `loss` and update every parameter that received a gradient.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward()?;
+        self.step(&grads)
+    }
+
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.t += 1;
+        let c = self.config;
+        let (bc1, bc2) = (1.0 - c.beta1.powi(self.t as i32), 1.0 - c.beta2.powi(self.t as i32));
+        let lr_t = (c.lr * bc2.sqrt() / bc1) as f32;
+        let eps_t = (c.eps * bc2.sqrt()) as f32;
+        for (var, moments) in &self.vars {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let g = g.contiguous()?;
+            let update = Update { moments, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
+            var.as_tensor().inplace_op2(&g, &update)?;
+        }
+        Ok(())
+    }
+
+    /// The parameters this optimizer updates, with their moments (for checkpoints).
+    pub fn state(&self) -> impl Iterator<Item = (&Var, Moments)> {
+        self.vars.iter().map(|(v, m)| (v, m.lock().expect("moments lock").clone()))
+    }
+
+    /// Restore moments saved by [`Adam::state`], in the same parameter order.
+    pub fn set_state(&mut self, t: u64, moments: Vec<Moments>) -> Result<()> {
+        if moments.len() != self.vars.len() {
+            candle_core::bail!("optimizer state has {} parameters, the model {}", moments.len(), self.vars.len());
+        }
+        for ((var, slot), m) in self.vars.iter().zip(moments) {
+            if !m.m.is_empty() && (m.m.len() != var.elem_count() || m.v.len() != var.elem_count()) {
+                candle_core::bail!("optimizer state does not match a parameter of shape {:?}", var.shape());
+            }
+            *slot.lock().expect("moments lock") = m;
+        }
+        self.t = t;
+        Ok(())
+    }
+}

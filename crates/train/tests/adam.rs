@@ -1,0 +1,39 @@
+//! The fused Adam takes the same steps as candle-nn's AdamW without weight decay.
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::Optimizer;
+use vaelab_train::{Adam, AdamConfig};
+
+#[test]
+fn fused_adam_matches_candle_adamw() {
+    let dev = Device::Cpu;
+    let init = Tensor::new(&[[0.5f32, -1.5, 2.0], [0.1, 0.0, -0.3]], &dev).unwrap();
+    let target = Tensor::new(&[[1.0f32, 1.0, -1.0], [0.0, 2.0, 0.5]], &dev).unwrap();
+    let (a, b) = (Var::from_tensor(&init).unwrap(), Var::from_tensor(&init).unwrap());
+    let cfg = AdamConfig { lr: 0.05, beta1: 0.5, beta2: 0.99, eps: 1e-8 };
+    let mut ours = Adam::new(vec![a.clone()], cfg);
+    let params = candle_nn::ParamsAdamW { lr: 0.05, beta1: 0.5, beta2: 0.99, eps: 1e-8, weight_decay: 0.0 };
+    let mut theirs = candle_nn::AdamW::new(vec![b.clone()], params).unwrap();
+    for step in 0..50 {
+        // A loss whose gradient changes with the parameter: Σ (θ − t)⁴.
+        let loss = |v: &Var| v.as_tensor().sub(&target).unwrap().powf(4.0).unwrap().sum_all().unwrap();
+        ours.backward_step(&loss(&a)).unwrap();
+        theirs.backward_step(&loss(&b)).unwrap();
+        let d = a.as_tensor().sub(b.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "step {step}: fused and candle Adam differ by {d}");
+    }
+    assert_eq!(ours.t, 50);
+    let moved = a.as_tensor().sub(&init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(moved > 0.5, "the optimizer moved the parameter ({moved})");
+}
+
+#[test]
+fn parameters_without_gradient_are_left_alone() {
+    let dev = Device::Cpu;
+    let used = Var::from_tensor(&Tensor::new(&[1.0f32, 2.0], &dev).unwrap()).unwrap();
+    let unused = Var::from_tensor(&Tensor::new(&[3.0f32], &dev).unwrap()).unwrap();
+    let mut opt = Adam::new(vec![used.clone(), unused.clone()], AdamConfig { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    opt.backward_step(&used.as_tensor().sqr().unwrap().sum_all().unwrap()).unwrap();
+    assert_eq!(unused.as_tensor().to_vec1::<f32>().unwrap(), vec![3.0]);
+    assert_ne!(used.as_tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+}
