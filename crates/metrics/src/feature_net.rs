@@ -8,15 +8,16 @@
 
 use anyhow::Context;
 use candle_core::{Device, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, Optimizer, VarBuilder, VarMap};
+use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
+use vaelab_models::fastconv::{down, Down};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 pub struct FeatureNet {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Down,
+    conv2: Down,
     fc: Linear,
     out: Linear,
     varmap: VarMap,
@@ -25,7 +26,6 @@ pub struct FeatureNet {
     pub classes: usize,
 }
 
-const DOWN: Conv2dConfig = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
 
 impl FeatureNet {
     pub fn new(shape: [usize; 3], classes: usize, seed: u64) -> anyhow::Result<Self> {
@@ -36,8 +36,8 @@ impl FeatureNet {
         let vb: VarBuilder = vaelab_models::init::SeededInit::var_builder(&varmap, seed, &Device::Cpu);
         let flat = 64 * (shape[1] / 4) * (shape[2] / 4);
         Ok(Self {
-            conv1: candle_nn::conv2d(shape[0], 32, 4, DOWN, vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d(32, 64, 4, DOWN, vb.pp("conv2"))?,
+            conv1: down(shape[0], 32, vb.pp("conv1"))?,
+            conv2: down(32, 64, vb.pp("conv2"))?,
             fc: candle_nn::linear(flat, 128, vb.pp("fc"))?,
             out: candle_nn::linear(128, classes, vb.pp("out"))?,
             varmap,

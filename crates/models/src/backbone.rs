@@ -1,8 +1,10 @@
-//! Encoder and decoder networks shared by the zoo: an MLP and a DCGAN-style conv stack.
+//! Encoder and decoder networks shared by the zoo: an MLP and a DCGAN-style conv stack (4×4 stride-2
+//! convolutions from [`fastconv`], the same layers as candle-nn's but as single gemms).
 
 use crate::spec::{Backbone, ModelSpec};
 use candle_core::{Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module, VarBuilder};
+use crate::fastconv::{self, Down, Up};
+use candle_nn::{Linear, Module, VarBuilder};
 
 /// Maps a sample (`[B, C, H, W]` or `[B, D]`) to `out_dim` features.
 pub struct Encoder {
@@ -14,17 +16,15 @@ pub struct Encoder {
 
 enum EncoderBody {
     Mlp(Vec<Linear>),
-    Conv(Vec<Conv2d>),
+    Conv(Vec<Down>),
 }
 
 /// Maps `in_dim` features to a sample-shaped output (logits or means).
 pub enum Decoder {
     Mlp { layers: Vec<Linear>, out: Linear, shape: Vec<usize> },
-    Conv { fc: Linear, deconvs: Vec<ConvTranspose2d>, start: [usize; 3] },
+    Conv { fc: Linear, deconvs: Vec<Up>, start: [usize; 3] },
 }
 
-const DOWN: Conv2dConfig = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-const UP: ConvTranspose2dConfig = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
 
 fn conv_shape(spec: &ModelSpec, shape: &[usize]) -> Result<[usize; 3]> {
     if shape.len() != 3 {
@@ -64,7 +64,7 @@ impl Encoder {
                 let mut c = shape[0];
                 let mut convs = vec![];
                 for (i, &ch) in spec.channels.iter().enumerate() {
-                    convs.push(candle_nn::conv2d(c, ch, 4, DOWN, vb.pp(format!("conv{i}")))?);
+                    convs.push(fastconv::down(c, ch, vb.pp(format!("conv{i}")))?);
                     c = ch;
                 }
                 let flat = last.iter().product::<usize>() + extra_in;
@@ -133,7 +133,7 @@ impl Decoder {
                 let mut c = start[0];
                 let mut deconvs = vec![];
                 for (i, &o) in outs.iter().enumerate() {
-                    deconvs.push(candle_nn::conv_transpose2d(c, o, 4, UP, vb.pp(format!("deconv{i}")))?);
+                    deconvs.push(fastconv::up(c, o, vb.pp(format!("deconv{i}")))?);
                     c = o;
                 }
                 Ok(Decoder::Conv { fc, deconvs, start })

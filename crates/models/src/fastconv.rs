@@ -1,0 +1,233 @@
+//! The 4×4, stride-2, padding-1 convolutions of the conv backbone, as im2col / col2im + one gemm each.
+//!
+//! candle's CPU `conv_transpose2d` is a direct loop over output pixels (and conv2d's input gradient calls it),
+//! which made it ≈ 55% of a conv VAE step (perf: `vec_dot_f32` plus conv closures); its gemm was < 10%.
+//! Composing the layers from candle's differentiable view ops (pad / narrow / permute / cat) was tried first and
+//! was 2× slower still: the backward of every strided view becomes an element-by-element strided add. So these
+//! are custom ops with their own backward, built from three kernels, each a gather/scatter plus a candle matmul:
+//! - `down`:  y = conv(x, W)    = rows(im2col(x) · Wᵀ)
+//! - `up`:    y = convᵀ(x, W)   = col2im(rows(x) · W)        (the adjoint of `down`, hence its input gradient)
+//! - `wgrad`: ∂L/∂W of `down`   = rows(∂L/∂y)ᵀ · im2col(x)
+//! with `down`'s input gradient = `up`(∂L/∂y, W) and `up`'s = `down`(∂L/∂y, W).
+//!
+//! Weights and biases have candle-nn's names, shapes and initialisation, so checkpoints are the same as with
+//! `candle_nn::conv2d` / `conv_transpose2d`; the tests compare both layers and their gradients with candle's.
+
+use candle_core::{CpuStorage, CustomOp2, Device, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// 4×4 convolution, stride 2, padding 1: `[B, C, H, W] → [B, O, H/2, W/2]` (H, W even).
+pub struct Down {
+    weight: Tensor, // [O, C, 4, 4]
+    bias: Tensor,   // [O]
+}
+
+/// 4×4 transposed convolution, stride 2, padding 1: `[B, C, H, W] → [B, O, 2H, 2W]`.
+pub struct Up {
+    weight: Tensor, // [C, O, 4, 4]
+    bias: Tensor,   // [O]
+}
+
+pub fn down(c: usize, o: usize, vb: VarBuilder) -> Result<Down> {
+    // candle_nn::conv2d's initialisation.
+    let weight = vb.get_with_hints((o, c, 4, 4), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+    let bound = 1. / (c as f64).sqrt();
+    let bias = vb.get_with_hints(o, "bias", Init::Uniform { lo: -bound, up: bound })?;
+    Ok(Down { weight, bias })
+}
+
+pub fn up(c: usize, o: usize, vb: VarBuilder) -> Result<Up> {
+    // candle_nn::conv_transpose2d's initialisation.
+    let bound = 1. / (o as f64).sqrt() / 4.0;
+    let init = Init::Uniform { lo: -bound, up: bound };
+    let weight = vb.get_with_hints((c, o, 4, 4), "weight", init)?;
+    let bias = vb.get_with_hints(o, "bias", init)?;
+    Ok(Up { weight, bias })
+}
+
+impl Module for Down {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        if h % 2 != 0 || w % 2 != 0 {
+            candle_core::bail!("stride-2 conv: {h}×{w} input is not even");
+        }
+        let y = x.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(DownOp)))?;
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+impl Module for Up {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(UpOp)))?;
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+/// `x` as a contiguous f32 slice with its 4 dims.
+fn slice4<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], [usize; 4])> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("fastconv: f32 only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("fastconv: contiguous inputs only") };
+    let d = l.dims();
+    if d.len() != 4 {
+        candle_core::bail!("fastconv: 4-d tensors only, got {d:?}");
+    }
+    Ok((&v[a..b], [d[0], d[1], d[2], d[3]]))
+}
+
+/// im2col for the stride-2 4×4 pad-1 geometry: rows (b, m, n) of the output grid, columns (c, ky, kx).
+fn im2col(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    let k = c * 16;
+    let mut cols = vec![0f32; b * ho * wo * k];
+    for bi in 0..b {
+        for ci in 0..c {
+            let plane = &x[(bi * c + ci) * h * w..][..h * w];
+            for m in 0..ho {
+                for n in 0..wo {
+                    let row = &mut cols[((bi * ho + m) * wo + n) * k + ci * 16..][..16];
+                    for ky in 0..4 {
+                        let iy = (2 * m + ky) as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..4 {
+                            let ix = (2 * n + kx) as isize - 1;
+                            if ix >= 0 && ix < w as isize {
+                                row[ky * 4 + kx] = plane[iy as usize * w + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// The adjoint of [`im2col`]: scatter-add columns back to an image `[b, c, h, w]`.
+fn col2im(cols: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    let k = c * 16;
+    let mut x = vec![0f32; b * c * h * w];
+    for bi in 0..b {
+        for ci in 0..c {
+            let plane = &mut x[(bi * c + ci) * h * w..][..h * w];
+            for m in 0..ho {
+                for n in 0..wo {
+                    let row = &cols[((bi * ho + m) * wo + n) * k + ci * 16..][..16];
+                    for ky in 0..4 {
+                        let iy = (2 * m + ky) as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..4 {
+                            let ix = (2 * n + kx) as isize - 1;
+                            if ix >= 0 && ix < w as isize {
+                                plane[iy as usize * w + ix as usize] += row[ky * 4 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    x
+}
+
+/// `[b, c, h, w]` → rows `(b, y, x)` × columns `c`.
+fn to_rows(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for bi in 0..b {
+        for ci in 0..c {
+            for p in 0..h * w {
+                out[(bi * h * w + p) * c + ci] = x[(bi * c + ci) * h * w + p];
+            }
+        }
+    }
+    out
+}
+
+/// Rows `(b, y, x)` × columns `c` → `[b, c, h, w]`.
+fn from_rows(r: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0f32; r.len()];
+    for bi in 0..b {
+        for p in 0..h * w {
+            let row = &r[(bi * h * w + p) * c..][..c];
+            for (ci, v) in row.iter().enumerate() {
+                out[(bi * c + ci) * h * w + p] = *v;
+            }
+        }
+    }
+    out
+}
+
+fn matmul(a: Vec<f32>, ash: (usize, usize), b: &Tensor) -> Result<Vec<f32>> {
+    Tensor::from_vec(a, ash, &Device::Cpu)?.matmul(b)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn weight_tensor(s: &CpuStorage, l: &Layout, rows: usize, cols: usize) -> Result<Tensor> {
+    let (w, _) = slice4(s, l)?;
+    Tensor::from_slice(w, (rows, cols), &Device::Cpu)
+}
+
+/// conv(x [B, C, H, W], W [O, C, 4, 4]) → [B, O, H/2, W/2].
+struct DownOp;
+/// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w].
+struct UpOp;
+/// ∂L/∂W of `down`: (x [B, C, H, W], ∂L/∂y [B, O, H/2, W/2]) → [O, C, 4, 4].
+struct WgradOp;
+
+impl CustomOp2 for DownOp {
+    fn name(&self) -> &'static str {
+        "fastconv-down"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, [b, c, h, w]) = slice4(s1, l1)?;
+        let o = l2.dims()[0];
+        let (ho, wo) = (h / 2, w / 2);
+        let wt = weight_tensor(s2, l2, o, c * 16)?.t()?;
+        let y = matmul(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &wt)?;
+        Ok((CpuStorage::F32(from_rows(&y, [b, o, ho, wo])), Shape::from((b, o, ho, wo))))
+    }
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_arc(w, std::sync::Arc::new(Box::new(UpOp)))?;
+        let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &WgradOp)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp2 for UpOp {
+    fn name(&self) -> &'static str {
+        "fastconv-up"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, [b, c, h, w]) = slice4(s1, l1)?;
+        let o = l2.dims()[1];
+        let wm = weight_tensor(s2, l2, c, o * 16)?;
+        let cols = matmul(to_rows(x, [b, c, h, w]), (b * h * w, c), &wm)?;
+        let y = col2im(&cols, [b, o, 2 * h, 2 * w]);
+        Ok((CpuStorage::F32(y), Shape::from((b, o, 2 * h, 2 * w))))
+    }
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        // Up is Down's adjoint with the same weight tensor read as [O_down = C, C_down = O, 4, 4].
+        let dx = dy.apply_op2_arc(w, std::sync::Arc::new(Box::new(DownOp)))?;
+        let dw = dy.apply_op2_no_bwd(&x.contiguous()?, &WgradOp)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp2 for WgradOp {
+    fn name(&self) -> &'static str {
+        "fastconv-wgrad"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, [b, c, h, w]) = slice4(s1, l1)?;
+        let (dy, [_, o, ho, wo]) = slice4(s2, l2)?;
+        let cols = Tensor::from_vec(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &Device::Cpu)?;
+        let dyr = Tensor::from_vec(to_rows(dy, [b, o, ho, wo]), (b * ho * wo, o), &Device::Cpu)?;
+        let dw = dyr.t()?.matmul(&cols)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok((CpuStorage::F32(dw), Shape::from((o, c, 4, 4))))
+    }
+}

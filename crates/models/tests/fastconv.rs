@@ -1,0 +1,56 @@
+//! The gemm-based stride-2 convolutions equal candle's conv2d / conv_transpose2d, values and gradients.
+
+use candle_core::{Device, Module, Tensor, Var};
+use candle_nn::{Conv2dConfig, ConvTranspose2dConfig, VarBuilder, VarMap};
+use vaelab_models::fastconv;
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn down_equals_candle_conv2d() {
+    let dev = Device::Cpu;
+    for (b, c, o, h, w) in [(3, 1, 8, 28, 28), (2, 5, 4, 14, 6), (1, 3, 2, 2, 2)] {
+        let vm = VarMap::new();
+        let vb = vaelab_models::init::SeededInit::var_builder(&vm, 1, &dev);
+        let ours = fastconv::down(c, o, vb.pp("l")).unwrap();
+        let cfg = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+        let theirs = candle_nn::conv2d(c, o, 4, cfg, VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev).pp("l")).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, (b, c, h, w), &dev).unwrap()).unwrap();
+        let (ya, yb) = (ours.forward(&x).unwrap(), theirs.forward(&x).unwrap());
+        assert_eq!(ya.dims(), yb.dims());
+        assert!(max_diff(&ya, &yb) < 1e-4, "forward {:?}: {}", (b, c, o, h, w), max_diff(&ya, &yb));
+        // Gradients of a random projection of the output, w.r.t. input and weights.
+        let r = Tensor::randn(0f32, 1f32, ya.dims(), &dev).unwrap();
+        let ga = (ya * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (yb * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in vm.all_vars().iter().map(|v| v.as_tensor().clone()).chain([x.as_tensor().clone()]) {
+            let (a, b) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "gradient {:?}: {}", v.dims(), max_diff(a, b));
+        }
+    }
+}
+
+#[test]
+fn up_equals_candle_conv_transpose2d() {
+    let dev = Device::Cpu;
+    for (b, c, o, h, w) in [(3, 8, 1, 7, 7), (2, 4, 5, 3, 6), (1, 2, 3, 1, 1)] {
+        let vm = VarMap::new();
+        let vb = vaelab_models::init::SeededInit::var_builder(&vm, 2, &dev);
+        let ours = fastconv::up(c, o, vb.pp("l")).unwrap();
+        let cfg = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
+        let theirs = candle_nn::conv_transpose2d(c, o, 4, cfg, VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev).pp("l")).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, (b, c, h, w), &dev).unwrap()).unwrap();
+        let (ya, yb) = (ours.forward(&x).unwrap(), theirs.forward(&x).unwrap());
+        assert_eq!(ya.dims(), yb.dims());
+        assert!(max_diff(&ya, &yb) < 1e-4, "forward {:?}: {}", (b, c, o, h, w), max_diff(&ya, &yb));
+        let r = Tensor::randn(0f32, 1f32, ya.dims(), &dev).unwrap();
+        let ga = (ya * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (yb * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in vm.all_vars().iter().map(|v| v.as_tensor().clone()).chain([x.as_tensor().clone()]) {
+            let (a, b) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "gradient {:?}: {}", v.dims(), max_diff(a, b));
+        }
+    }
+}
