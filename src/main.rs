@@ -35,6 +35,14 @@ enum Command {
         #[arg(long)]
         trial: Option<usize>,
     },
+    /// Write an sbatch job-array script (one task per trial) into the sweep directory and print how to submit it.
+    Slurm {
+        spec: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Rebuild SWEEP_DIR/trials.parquet from its trial directories and print the summary table.
+    Collect { sweep_dir: PathBuf },
     /// Parse a spec, expand its sweep and print the trials, without training.
     Validate { spec: PathBuf },
     /// List the model kinds `model.kind` can name.
@@ -47,6 +55,18 @@ fn load(spec: &PathBuf) -> Result<(SpecFile, SweepPlan), String> {
     Ok((file, plan))
 }
 
+fn write_slurm(file: &SpecFile, plan: &SweepPlan, spec: &std::path::Path, runs_dir: &std::path::Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(runs_dir)?;
+    let (spec, runs_dir) = (std::fs::canonicalize(spec)?, std::fs::canonicalize(runs_dir)?);
+    let sweep_dir = runs_dir.join(&plan.experiment).join(&plan.sweep_id);
+    std::fs::create_dir_all(&sweep_dir)?;
+    let res = file.spec.sweep.slurm.clone().unwrap_or_default();
+    let text = vaelab_runner::slurm::sbatch_script(plan, &res, &spec, &runs_dir, &sweep_dir, &std::env::current_exe()?, &std::env::current_dir()?);
+    let script = sweep_dir.join("slurm.sbatch");
+    vaelab_track::fsutil::write_atomic(&script, text.as_bytes())?;
+    Ok((script, sweep_dir))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -55,6 +75,38 @@ fn main() -> ExitCode {
                 println!("{k}");
             }
             ExitCode::SUCCESS
+        }
+        Command::Collect { sweep_dir } => match vaelab_runner::summary::collect(&sweep_dir) {
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+            Ok(df) => {
+                println!("{}", vaelab_runner::summary::render_table(&df));
+                println!("wrote {}", sweep_dir.join("trials.parquet").display());
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Slurm { spec, runs_dir } => {
+            let (file, plan) = match load(&spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match write_slurm(&file, &plan, &spec, &runs_dir) {
+                Ok((script, sweep_dir)) => {
+                    println!("wrote {} ({} array tasks)", script.display(), plan.trials.len());
+                    println!("submit:  sbatch {}", script.display());
+                    println!("then:    vaelab collect {}", sweep_dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Validate { spec } => match load(&spec) {
             Err(e) => {

@@ -4,9 +4,13 @@
 //! - [`plan`]: [`SweepPlan`] expands the spec's sweep into trials with stable ids.
 //! - [`trial`]: [`TrialDir`], one trial's files, and running one trial (data → model → trainer → logs).
 //! - [`schedule`]: runs the plan's trials in parallel with progress bars, then writes `trials.parquet`.
-//! - [`summary`]: `trials.parquet`, rebuilt from the trial directories.
+//! - [`summary`]: `trials.parquet`, rebuilt from the trial directories (`vaelab collect`).
+//! - [`lock`]: one runner per sweep (or per trial with `--trial`); stale locks are taken over.
+//! - [`slurm`]: an `sbatch` array script that runs one trial per task (`vaelab slurm`).
 
 pub mod locate;
+pub mod lock;
+pub mod slurm;
 pub mod plan;
 pub mod schedule;
 pub mod spec;

@@ -45,11 +45,18 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// Trials share a loaded dataset when their data specs differ at most in binarization (applied per batch).
+fn data_key(spec: &vaelab_data::DataSpec) -> String {
+    let mut s = spec.clone();
+    s.binarize = Default::default();
+    serde_yaml::to_string(&s).expect("a data spec serializes")
+}
+
 /// Load each distinct dataset of the plan once, before any training, so bad data fails the run early.
 fn load_datasets(trials: &[&Trial]) -> anyhow::Result<HashMap<String, Arc<Dataset>>> {
     let mut out = HashMap::new();
     for t in trials {
-        let key = serde_yaml::to_string(&t.spec.data)?;
+        let key = data_key(&t.spec.data);
         if !out.contains_key(&key) {
             let d = vaelab_data::load(&t.spec.data, t.spec.data.split_seed).with_context(|| format!("loading data for trial {}", t.id))?;
             out.insert(key, Arc::new(d));
@@ -70,7 +77,7 @@ fn prepare_feature_nets(
         if !t.spec.metrics.contains(&crate::spec::MetricName::ClassAccuracy) {
             continue;
         }
-        let key = serde_yaml::to_string(&t.spec.data)?;
+        let key = data_key(&t.spec.data);
         if out.contains_key(&key) {
             continue;
         }
@@ -109,13 +116,22 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let feature_nets = prepare_feature_nets(&selected, &datasets, &opts.runs_dir)?;
 
     std::fs::create_dir_all(&sweep_dir).with_context(|| format!("creating {}", sweep_dir.display()))?;
+    // One runner per sweep; with --trial (array jobs) one per trial, so the tasks of an array run together.
+    let _lock = match opts.only_trial {
+        None => crate::lock::DirLock::acquire(&sweep_dir)?,
+        Some(_) => {
+            let dir = TrialDir::new(&sweep_dir, &selected[0].id);
+            std::fs::create_dir_all(&dir.path)?;
+            crate::lock::DirLock::acquire(&dir.path)?
+        }
+    };
     vaelab_track::fsutil::write_atomic(&sweep_dir.join("sweep.yaml"), file.source.as_bytes())?;
 
     let mut skipped = 0;
     let mut queue = VecDeque::new();
     for t in &selected {
         match TrialDir::new(&sweep_dir, &t.id).read_status() {
-            Some(s) if s.status == State::Completed => skipped += 1,
+            Some(s) if matches!(s.status, State::Completed | State::Pruned) => skipped += 1,
             _ => queue.push_back(*t),
         }
     }
@@ -149,6 +165,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
     ));
 
+    let asha = file.spec.sweep.early_stop.clone().map(|es| Asha::load(&sweep_dir, es));
     let queue = Mutex::new(queue);
     let results: Mutex<Vec<TrialStatus>> = Mutex::new(vec![]);
     let failed_count = Mutex::new(0usize);
@@ -158,7 +175,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         for _ in 0..jobs {
             s.spawn(|_| loop {
                 let Some(trial) = queue.lock().unwrap().pop_front() else { break };
-                let key = serde_yaml::to_string(&trial.spec.data).unwrap();
+                let key = data_key(&trial.spec.data);
                 let data = datasets[&key].clone();
                 let net = feature_nets.get(&key).cloned();
                 let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
@@ -173,7 +190,12 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                         last_line = Instant::now();
                     }
                 };
-                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress);
+                let total_steps = trial.spec.train.total_steps(data.train.n);
+                let (rungs, judge): (Vec<u64>, Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>) = match &asha {
+                    Some(a) => (a.rule.rungs(total_steps), Some(Box::new(|step: u64, m: &[(String, f64)]| a.judge(step, m)))),
+                    None => (vec![], None),
+                };
+                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress, rungs, judge);
                 bar.finish_and_clear();
                 mp.remove(&bar);
                 let line = match status.status {
@@ -182,6 +204,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                         let v = status.final_metrics.get(&primary).copied().unwrap_or(f64::NAN);
                         format!("  {} completed in {:.1}s: {primary} = {v:.3}", trial.id, status.wall_time_s)
                     }
+                    State::Pruned => format!("  {} pruned at step {} after {:.1}s", trial.id, status.pruned_at.unwrap_or(0), status.wall_time_s),
                     _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
                 };
                 let failed = {
@@ -203,4 +226,36 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     statuses.sort_by_key(|s| s.index);
     say(format!("vaelab: {} trials finished in {:.1}s", statuses.len(), started.elapsed().as_secs_f64()));
     Ok(RunReport { sweep_dir, statuses, table, skipped })
+}
+
+/// The ASHA rung table shared by the workers of one sweep, persisted in `early_stop.yaml` so a resumed
+/// sweep judges against the same history. Asynchronous by design: which trials are stopped depends on the
+/// order in which they reach a rung, as in Li et al.
+struct Asha {
+    rule: crate::spec::EarlyStop,
+    path: PathBuf,
+    table: Mutex<std::collections::BTreeMap<u64, Vec<f64>>>,
+}
+
+impl Asha {
+    fn load(sweep_dir: &std::path::Path, rule: crate::spec::EarlyStop) -> Self {
+        let path = sweep_dir.join("early_stop.yaml");
+        let table = std::fs::read_to_string(&path).ok().and_then(|t| serde_yaml::from_str(&t).ok()).unwrap_or_default();
+        Self { rule, path, table: Mutex::new(table) }
+    }
+
+    /// Record `metrics` at rung `step`; true if the trial is among the best 1/eta there.
+    fn judge(&self, step: u64, metrics: &[(String, f64)]) -> bool {
+        let Some(v) = metrics.iter().find(|(k, _)| *k == self.rule.metric).map(|x| x.1) else {
+            return true; // the metric is not reported by this model: never prune on it
+        };
+        let mut table = self.table.lock().unwrap();
+        let seen = table.entry(step).or_default();
+        let v = if v.is_finite() { v } else { f64::INFINITY };
+        seen.push(v);
+        let keep = (seen.len() / self.rule.eta as usize).max(1);
+        let rank = seen.iter().filter(|&&x| x < v).count();
+        let _ = vaelab_track::fsutil::write_atomic(&self.path, serde_yaml::to_string(&*table).unwrap_or_default().as_bytes());
+        rank < keep
+    }
 }

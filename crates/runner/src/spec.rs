@@ -85,6 +85,41 @@ pub struct SweepSpec {
     /// Trials run at the same time (default: 2, capped by the number of cores).
     #[serde(default)]
     pub jobs: Option<usize>,
+    /// Asynchronous successive halving (ASHA, Li et al. 2020): stop trials that fall behind at rungs.
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
+    /// Resources of each trial when the sweep runs as a Slurm array (`vaelab slurm`).
+    #[serde(default)]
+    pub slurm: Option<crate::slurm::SlurmSpec>,
+}
+
+/// `sweep.early_stop`: rungs at `min_steps · eta^k` steps; at each rung a trial goes on only if its
+/// `metric` (an evaluation metric, lower is better, e.g. `neg_elbo` or `val_neg_elbo`) is among the best
+/// 1/eta of the values recorded at that rung so far; otherwise it ends `pruned`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    pub metric: String,
+    pub min_steps: u64,
+    #[serde(default = "default_eta")]
+    pub eta: u64,
+}
+
+fn default_eta() -> u64 {
+    3
+}
+
+impl EarlyStop {
+    /// Rung steps below `total`.
+    pub fn rungs(&self, total: u64) -> Vec<u64> {
+        let mut out = vec![];
+        let mut r = self.min_steps;
+        while r < total {
+            out.push(r);
+            r = r.saturating_mul(self.eta);
+        }
+        out
+    }
 }
 
 /// `sweep.random`: `n` draws; `params` maps dotted keys to one distribution each:
@@ -175,6 +210,14 @@ impl SpecFile {
             || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(self.error_at("name", format!("`{}` is not a valid experiment name: use letters, digits, `-`, `_` and `.` (it becomes a directory under the runs directory)", spec.name)));
+        }
+        if let Some(es) = &spec.sweep.early_stop {
+            if es.min_steps == 0 {
+                return Err(self.error_at("sweep.early_stop.min_steps", "must be at least 1"));
+            }
+            if es.eta < 2 {
+                return Err(self.error_at("sweep.early_stop.eta", "must be at least 2"));
+            }
         }
         if spec.sweep.jobs == Some(0) {
             return Err(self.error_at("sweep.jobs", "must be at least 1"));

@@ -3,7 +3,8 @@
 //!
 //! Columns: `trial_id: str`, `index: u64`, `status: str`, one typed column per swept key (named as the key,
 //! e.g. `model.latent_dim: i64`, `seed: i64`), `final_<metric>: f64` for every test metric at the last
-//! evaluation, `best_<primary>: f64`, `steps: u64`, `wall_time_s: f64`, `images_per_sec: f64`, `reason: str`.
+//! evaluation, `best_<primary>: f64`, `steps: u64`, `wall_time_s: f64`, `images_per_sec: f64`, `pruned_at: u64` (null unless pruned), `resumed_from: u64` (null unless
+//! the last run continued from a checkpoint), `reason: str`.
 
 use crate::trial::TrialStatus;
 use polars::prelude::*;
@@ -71,6 +72,8 @@ pub fn trials_frame(statuses: &[TrialStatus]) -> PolarsResult<DataFrame> {
     cols.push(Column::new("steps".into(), statuses.iter().map(|s| s.steps).collect::<Vec<_>>()));
     cols.push(Column::new("wall_time_s".into(), statuses.iter().map(|s| s.wall_time_s).collect::<Vec<_>>()));
     cols.push(Column::new("images_per_sec".into(), statuses.iter().map(|s| s.images_per_sec).collect::<Vec<_>>()));
+    cols.push(Column::new("pruned_at".into(), statuses.iter().map(|s| s.pruned_at).collect::<Vec<_>>()));
+    cols.push(Column::new("resumed_from".into(), statuses.iter().map(|s| s.resumed_from).collect::<Vec<_>>()));
     cols.push(Column::new("reason".into(), statuses.iter().map(|s| s.reason.clone()).collect::<Vec<_>>()));
     DataFrame::new_infer_height(cols)
 }
@@ -89,7 +92,8 @@ pub fn render_table(df: &DataFrame) -> String {
         .get_column_names()
         .iter()
         .map(|s| s.to_string())
-        .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason"))
+        .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason" | "resumed_from"))
+        .filter(|c| c != "pruned_at" || df.column(c).is_ok_and(|col| col.null_count() < col.len()))
         .collect();
     let view = df.select(keep).unwrap_or_else(|_| df.clone());
     // Polars reads its table layout from the environment; this process prints no other tables.

@@ -17,6 +17,8 @@ pub enum State {
     Running,
     Completed,
     Failed,
+    /// Stopped early by the sweep's early-stopping rule; its logs and checkpoint stay.
+    Pruned,
 }
 
 /// `status.yaml` of a trial: what happened and its final numbers.
@@ -41,6 +43,12 @@ pub struct TrialStatus {
     pub best_primary: Option<f64>,
     #[serde(default)]
     pub images_per_sec: Option<f64>,
+    /// The step early stopping ended the trial at.
+    #[serde(default)]
+    pub pruned_at: Option<u64>,
+    /// Set when this run continued from a checkpoint at that step.
+    #[serde(default)]
+    pub resumed_from: Option<u64>,
 }
 
 /// `runs/<experiment>/<sweep-id>/<trial-id>/`.
@@ -82,7 +90,18 @@ fn unix_now() -> f64 {
 }
 
 /// Run one trial to the end and record its status; never panics on a trial's own failure.
-pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Option<&vaelab_metrics::FeatureNet>, progress: &mut dyn FnMut(Progress)) -> TrialStatus {
+/// Run one trial to the end and record its status; never panics on a trial's own failure. A trial whose
+/// directory holds a valid checkpoint from an interrupted run continues from it; a corrupt checkpoint is
+/// reported and the trial starts over.
+pub fn run_trial(
+    trial: &Trial,
+    dir: &TrialDir,
+    data: &Dataset,
+    feature_net: Option<&vaelab_metrics::FeatureNet>,
+    progress: &mut dyn FnMut(Progress),
+    rungs: Vec<u64>,
+    judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>,
+) -> TrialStatus {
     let start = Instant::now();
     let mut status = TrialStatus {
         trial_id: trial.id.clone(),
@@ -97,7 +116,10 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Opt
         final_metrics: BTreeMap::new(),
         best_primary: None,
         images_per_sec: None,
+        pruned_at: None,
+        resumed_from: None,
     };
+    let mut note = None;
     let result = (|| -> Result<vaelab_train::TrainOutcome, TrainError> {
         std::fs::create_dir_all(&dir.path).map_err(anyhow::Error::from)?;
         write_atomic(&dir.spec(), serde_yaml::to_string(&trial.spec).map_err(anyhow::Error::from)?.as_bytes()).map_err(anyhow::Error::from)?;
@@ -106,7 +128,28 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Opt
         let varmap = candle_nn::VarMap::new();
         let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
         let model = vaelab_models::build(&spec.model, &info, &varmap, spec.seed, &candle_core::Device::Cpu)?;
-        let mut log = TrialLog::create(&dir.path, &trial.id)?;
+        let resume = match dir.checkpoint().exists() {
+            false => None,
+            true => match vaelab_train::load_checkpoint(&varmap, &dir.checkpoint()) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    // Never train on from garbage: start over with fresh weights.
+                    note = Some(format!("{e:#}; restarted from scratch"));
+                    let fresh = candle_nn::VarMap::new();
+                    vaelab_models::build(&spec.model, &info, &fresh, spec.seed, &candle_core::Device::Cpu)?;
+                    for (name, var) in varmap.data().lock().unwrap().iter() {
+                        var.set(fresh.data().lock().unwrap()[name].as_tensor())?;
+                    }
+                    std::fs::remove_file(dir.checkpoint()).map_err(anyhow::Error::from)?;
+                    None
+                }
+            },
+        };
+        let resumed_from = resume.as_ref().map(|r| r.step);
+        let mut log = match resumed_from {
+            Some(step) => TrialLog::resume(&dir.path, &trial.id, step)?,
+            None => TrialLog::create(&dir.path, &trial.id)?,
+        };
         let mut outcome = vaelab_train::train(
             model.as_ref(),
             &varmap,
@@ -117,6 +160,7 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Opt
             &mut log,
             &dir.checkpoint(),
             progress,
+            vaelab_train::Control { resume, rungs, judge },
         )?;
         for m in &spec.metrics {
             let extra = match m {
@@ -137,7 +181,9 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Opt
     status.wall_time_s = start.elapsed().as_secs_f64();
     match result {
         Ok(o) => {
-            status.status = State::Completed;
+            status.status = if o.pruned_at.is_some() { State::Pruned } else { State::Completed };
+            status.pruned_at = o.pruned_at;
+            status.resumed_from = (o.resumed_from > 0).then_some(o.resumed_from);
             status.steps = o.steps;
             status.final_metrics = o.final_metrics.into_iter().collect();
             status.best_primary = o.best_primary.is_finite().then_some(o.best_primary);
@@ -151,6 +197,12 @@ pub fn run_trial(trial: &Trial, dir: &TrialDir, data: &Dataset, feature_net: Opt
             }
             status.reason = Some(format!("{e:#}"));
         }
+    }
+    if let Some(n) = note {
+        status.reason = Some(match status.reason.take() {
+            Some(r) => format!("{r} ({n})"),
+            None => n,
+        });
     }
     if let Err(e) = dir.write_status(&status) {
         status.status = State::Failed;

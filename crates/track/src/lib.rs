@@ -26,6 +26,12 @@ impl TrialLog {
         Ok(Self { events: EventWriter::create(dir)?, metrics: MetricsLog::new(dir.join("metrics.parquet"), trial_id) })
     }
 
+    /// A resumed trial's log: a new event file (TensorBoard reads every file in the directory) and the
+    /// Parquet rows up to `step` kept.
+    pub fn resume(dir: &Path, trial_id: &str, step: u64) -> anyhow::Result<Self> {
+        Ok(Self { events: EventWriter::create(dir)?, metrics: MetricsLog::resume(dir.join("metrics.parquet"), trial_id, step)? })
+    }
+
     /// Log `value` as TensorBoard tag `split/metric` and as a Parquet row.
     pub fn scalar(&mut self, split: &str, metric: &str, step: u64, epoch: f64, value: f64) -> anyhow::Result<()> {
         self.events.scalar(&format!("{split}/{metric}"), value as f32, step)?;

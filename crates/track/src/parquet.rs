@@ -30,6 +30,42 @@ impl MetricsLog {
         Self { path, trial_id: trial_id.to_string(), start: Instant::now(), rows: vec![] }
     }
 
+    /// Continue the log of a resumed trial: keep the rows already on disk up to `step` (the checkpoint's),
+    /// drop later ones (they will be logged again), and go on appending.
+    pub fn resume(path: PathBuf, trial_id: &str, step: u64) -> anyhow::Result<Self> {
+        let mut log = Self::new(path, trial_id);
+        if !log.path.exists() {
+            return Ok(log);
+        }
+        let df = read_parquet(&log.path)?;
+        let steps = df.column("step")?.u64()?.clone();
+        let epochs = df.column("epoch")?.f64()?.clone();
+        let splits = df.column("split")?.str()?.clone();
+        let metrics = df.column("metric")?.str()?.clone();
+        let values = df.column("value")?.f64()?.clone();
+        let walls = df.column("wall_time")?.f64()?.clone();
+        let mut offset = 0.0f64;
+        for i in 0..df.height() {
+            let st = steps.get(i).unwrap_or(0);
+            if st > step {
+                continue;
+            }
+            let wall_time = walls.get(i).unwrap_or(0.0);
+            offset = offset.max(wall_time);
+            log.rows.push(MetricRow {
+                step: st,
+                epoch: epochs.get(i).unwrap_or(0.0),
+                split: splits.get(i).unwrap_or("").into(),
+                metric: metrics.get(i).unwrap_or("").into(),
+                value: values.get(i).unwrap_or(f64::NAN),
+                wall_time,
+            });
+        }
+        // Wall time keeps counting from where the kept rows end.
+        log.start = Instant::now() - std::time::Duration::from_secs_f64(offset);
+        Ok(log)
+    }
+
     pub fn push(&mut self, step: u64, epoch: f64, split: &str, metric: &str, value: f64) {
         let wall_time = self.start.elapsed().as_secs_f64();
         self.rows.push(MetricRow { step, epoch, split: split.into(), metric: metric.into(), value, wall_time });

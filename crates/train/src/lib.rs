@@ -5,12 +5,12 @@
 //! trial seed, so the same spec and seed give the same numbers on CPU. Evaluation runs on the whole test split
 //! every `eval_every` steps and at the end; a non-finite loss stops the trial with [`TrainError::Diverged`].
 
-mod checkpoint;
+pub mod checkpoint;
 mod spec;
 mod trainer;
 
 pub mod adam;
 pub use adam::{Adam, AdamConfig};
-pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use checkpoint::{load_checkpoint, save_checkpoint, TrainState};
 pub use spec::TrainSpec;
-pub use trainer::{train, Progress, TrainError, TrainOutcome};
+pub use trainer::{train, Control, Progress, TrainError, TrainOutcome};

@@ -22,6 +22,10 @@ pub struct TrainSpec {
     /// Evaluate on the test split every this many steps (and at the end).
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
+    /// Also checkpoint (weights, optimizer, step) every this many steps between evaluations, so a killed run
+    /// loses at most this much work. Evaluations always checkpoint.
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
     /// Log training loss terms every this many steps.
     #[serde(default = "default_log_every")]
     pub log_every: u64,
@@ -69,6 +73,9 @@ impl TrainSpec {
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             bail!("train.steps / train.epochs: must train for at least one step");
+        }
+        if self.checkpoint_every == Some(0) {
+            bail!("train.checkpoint_every: must be at least 1");
         }
         if self.eval_every == 0 || self.log_every == 0 || self.eval_batch_size == 0 {
             bail!("train.eval_every / log_every / eval_batch_size: must be at least 1");

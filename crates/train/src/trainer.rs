@@ -3,6 +3,7 @@
 use crate::spec::TrainSpec;
 use candle_core::{Device, Tensor};
 use crate::adam::{Adam, AdamConfig};
+use crate::checkpoint::TrainState;
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +48,10 @@ pub struct TrainOutcome {
     /// Every evaluation: (step, metrics).
     pub evals: Vec<(u64, Vec<(String, f64)>)>,
     pub images_per_sec: f64,
+    /// Set when early stopping ended the trial at this step.
+    pub pruned_at: Option<u64>,
+    /// The step a resumed trial continued from (0 for a fresh start).
+    pub resumed_from: u64,
 }
 
 fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
@@ -67,6 +72,30 @@ fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, 
     Ok(Batch { x: Tensor::from_vec(x, shape, dev)?, labels })
 }
 
+/// Early stopping and resumption hooks of one training run.
+#[derive(Default)]
+pub struct Control<'a> {
+    /// Continue from this checkpointed state (weights already loaded into the var map).
+    pub resume: Option<TrainState>,
+    /// Steps at which `judge` decides whether the trial goes on (ASHA rungs); evaluation runs there too.
+    pub rungs: Vec<u64>,
+    /// Called at each rung with the evaluation metrics; `false` stops the trial (pruned).
+    pub judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + 'a>>,
+}
+
+/// A generator for one purpose at one step: every random stream is a pure function of (seed, purpose,
+/// step), so a trial resumed at step k draws exactly what the uninterrupted run drew.
+fn stream(seed: u64, purpose: u64, step: u64) -> ChaCha8Rng {
+    let mut h = seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ step).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 31;
+    ChaCha8Rng::seed_from_u64(h)
+}
+
+const SHUFFLE: u64 = 0x5151;
+const BINARIZE: u64 = 0xb1a7;
+const NOISE: u64 = 0x0e0e;
+
 /// Train `model` on `data` as `spec` says, logging to `log` and checkpointing to `checkpoint`.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -79,20 +108,29 @@ pub fn train(
     log: &mut TrialLog,
     checkpoint: &Path,
     progress: &mut dyn FnMut(Progress),
+    mut control: Control,
 ) -> Result<TrainOutcome, TrainError> {
     let dev = Device::Cpu;
     let n = data.train.n;
     let total = spec.total_steps(n);
-    let steps_per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as f64;
+    let per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as u64;
+    let steps_per_epoch = per_epoch as f64;
     let config = AdamConfig { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: 1e-8 };
     let groups = model.param_groups();
     let mut opts: Vec<Adam> = groups.iter().map(|g| Adam::new(g.vars.clone(), config)).collect();
     let phases = model.phases();
 
-    let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e0e);
-    let mut evals = vec![];
+    let mut state = control.resume.take().unwrap_or_default();
+    if !state.moments.is_empty() {
+        for ((opt, t), m) in opts.iter_mut().zip(&state.optim_t).zip(std::mem::take(&mut state.moments)) {
+            opt.set_state(*t, m)?;
+        }
+    }
+    let first = state.step + 1;
+    let mut evals = std::mem::take(&mut state.evals);
+    let mut pruned_at = None;
     let started = Instant::now();
-    let mut last_log = (Instant::now(), 0u64);
+    let mut last_log = (Instant::now(), state.step);
     let mut waited = std::time::Duration::ZERO;
 
     // Batches are gathered (and binarized) on a producer thread, two steps ahead of the optimizer, so
@@ -100,26 +138,25 @@ pub fn train(
     std::thread::scope(|scope| -> Result<(), TrainError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<candle_core::Result<Batch>>(2);
         scope.spawn(move || {
-            let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151);
-            let mut binarize_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a7);
-            let mut epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
-            for _ in 0..total {
-                let idx = match epoch.next() {
-                    Some(b) => b,
-                    None => {
-                        epoch = EpochBatches::new(n, spec.batch_size, &mut shuffle_rng);
-                        epoch.next().expect("a fresh epoch has a batch")
-                    }
-                };
-                if tx.send(make_batch(&data.train, data, &idx, binarize, &mut binarize_rng, &dev)).is_err() {
+            let mut epoch_no = u64::MAX;
+            let mut epoch: Vec<Vec<usize>> = vec![];
+            for step in first..=total {
+                let (e, k) = ((step - 1) / per_epoch, ((step - 1) % per_epoch) as usize);
+                if e != epoch_no {
+                    epoch = EpochBatches::new(n, spec.batch_size, &mut stream(seed, SHUFFLE, e)).collect();
+                    epoch_no = e;
+                }
+                let batch = make_batch(&data.train, data, &epoch[k], binarize, &mut stream(seed, BINARIZE, step), &dev);
+                if tx.send(batch).is_err() {
                     break; // the trainer stopped early
                 }
             }
         });
-        for step in 1..=total {
+        for step in first..=total {
             let t = Instant::now();
             let batch = rx.recv().map_err(|_| anyhow::anyhow!("the batch producer stopped"))??;
             waited += t.elapsed();
+            let mut noise_rng = stream(seed, NOISE, step);
             // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
             for (pi, phase) in phases.iter().enumerate() {
@@ -152,7 +189,8 @@ pub fn train(
                 waited = std::time::Duration::ZERO;
                 last_log = (Instant::now(), step);
             }
-            if step % spec.eval_every == 0 || step == total {
+            let at_rung = control.rungs.contains(&step);
+            if step % spec.eval_every == 0 || step == total || at_rung {
                 let mut metrics = evaluate(model, data, &data.test, binarize, spec, seed, step)?;
                 for (name, v) in &metrics {
                     log.scalar("test", name, step, ep, *v)?;
@@ -164,8 +202,21 @@ pub fn train(
                     }
                 }
                 log_images(model, data, binarize, seed, step, log)?;
-                evals.push((step, metrics));
-                crate::save_checkpoint(varmap, checkpoint)?;
+                evals.push((step, metrics.clone()));
+                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), moments: vec![] };
+                crate::save_checkpoint(varmap, &opts, &st, checkpoint)?;
+                log.flush()?;
+                if at_rung && step < total {
+                    if let Some(judge) = control.judge.as_mut() {
+                        if !judge(step, &metrics) {
+                            pruned_at = Some(step);
+                            return Ok(());
+                        }
+                    }
+                }
+            } else if spec.checkpoint_every.is_some_and(|k| step % k == 0) {
+                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), moments: vec![] };
+                crate::save_checkpoint(varmap, &opts, &st, checkpoint)?;
                 log.flush()?;
             }
         }
@@ -177,8 +228,9 @@ pub fn train(
         .iter()
         .filter_map(|(_, m)| m.iter().find(|(k, _)| *k == primary).map(|x| x.1))
         .fold(f64::INFINITY, f64::min);
-    let images_per_sec = total as f64 * spec.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok(TrainOutcome { steps: total, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec })
+    let done = pruned_at.unwrap_or(total);
+    let images_per_sec = (done + 1 - first) as f64 * spec.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok(TrainOutcome { steps: done, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec, pruned_at, resumed_from: first - 1 })
 }
 
 /// Mean of every eval metric over a whole split (test or validation). Noise is seeded by (seed, step) so

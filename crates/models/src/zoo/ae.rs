@@ -32,7 +32,7 @@ impl Ae {
 
 impl GenerativeModel for Ae {
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup { name: "model", vars: self.varmap.all_vars() }]
+        vec![ParamGroup { name: "model", vars: super::vars_under(&self.varmap, "") }]
     }
 
     fn loss(&self, _phase: usize, batch: &Batch, _ctx: &mut ModelCtx) -> Result<Losses> {

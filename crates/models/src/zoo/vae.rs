@@ -106,7 +106,7 @@ impl Vae {
 
 impl GenerativeModel for Vae {
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup { name: "model", vars: self.varmap.all_vars() }]
+        vec![ParamGroup { name: "model", vars: super::vars_under(&self.varmap, "") }]
     }
 
     fn loss(&self, _phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses> {

@@ -1,0 +1,196 @@
+//! The sweep runner as users lean on it: killed and resumed, early stopping, locks, Slurm scripts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vaelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(runs.join(experiment)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), 1);
+    dirs.pop().unwrap()
+}
+
+fn status(trial: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(trial.join("status.yaml")).unwrap()).unwrap()
+}
+
+fn trials(sweep: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(sweep).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    v.sort();
+    v
+}
+
+/// Three small VAEs on the ring, checkpointing every 10 steps.
+const RESUMABLE: &str = "\
+name: resumable
+seed: 1
+data: {kind: ring8, n_train: 4000, n_test: 500}
+model: {kind: vae, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}
+train: {steps: 600, batch_size: 64, eval_every: 200, log_every: 20, checkpoint_every: 10}
+sweep:
+  grid:
+    model.latent_dim: [2, 3, 4]
+  jobs: 1
+";
+
+/// SIGKILL the runner at several points, resume each time: every trial completes, completed trials are not
+/// rerun, and the final numbers equal those of a run that was never interrupted.
+#[test]
+fn killed_sweeps_resume_to_the_same_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("resumable.yaml");
+    std::fs::write(&spec, RESUMABLE).unwrap();
+    let (killed, clean) = (tmp.path().join("killed"), tmp.path().join("clean"));
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", clean.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut kills = 0;
+    let mut finished_at: std::collections::HashMap<PathBuf, String> = Default::default();
+    // Kill after varying delays (seeded by the loop index so failures reproduce) until a run completes.
+    for round in 0..12 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vaelab"))
+            .args(["run", spec.to_str().unwrap(), "--runs-dir", killed.to_str().unwrap()])
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_millis(700 + (round * 373 % 900) as u64);
+        let t = Instant::now();
+        let mut done = false;
+        while t.elapsed() < wait {
+            if let Some(s) = child.try_wait().unwrap() {
+                assert!(s.success());
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if done {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        // Every file either parses or is absent; completed trials keep their status untouched.
+        let sweep = sweep_dir(&killed, "resumable");
+        for t in trials(&sweep) {
+            if t.join("status.yaml").exists() {
+                let s = status(&t);
+                if s["status"] == "completed" {
+                    let stamp = format!("{:?}", s["started_at"]);
+                    if let Some(prev) = finished_at.get(&t) {
+                        assert_eq!(prev, &stamp, "{} was rerun after it completed", t.display());
+                    }
+                    finished_at.insert(t.clone(), stamp);
+                }
+            }
+            if t.join("checkpoint.safetensors").exists() {
+                let bytes = std::fs::read(t.join("checkpoint.safetensors")).unwrap();
+                safetensors::SafeTensors::deserialize(&bytes).expect("a checkpoint on disk is never half-written");
+            }
+        }
+    }
+    assert!(kills >= 2, "the test killed the runner mid-sweep ({kills} times)");
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", killed.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let (a, b) = (sweep_dir(&killed, "resumable"), sweep_dir(&clean, "resumable"));
+    let mut resumed = 0;
+    for (ta, tb) in trials(&a).iter().zip(trials(&b)) {
+        let (sa, sb) = (status(ta), status(&tb));
+        assert_eq!(sa["status"], "completed");
+        assert_eq!(sa["steps"], sb["steps"]);
+        resumed += sa["resumed_from"].as_u64().is_some() as usize;
+        // Per-step random streams and the checkpointed optimizer make the resumed run identical.
+        assert_eq!(sa["final_metrics"], sb["final_metrics"], "{}", ta.display());
+    }
+    assert!(resumed >= 1, "at least one trial continued from a checkpoint");
+}
+
+#[test]
+fn early_stopping_prunes_trials_that_fall_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("asha.yaml");
+    std::fs::write(
+        &spec,
+        "name: asha
+data: {kind: ring8, n_train: 2000, n_test: 300}
+model: {kind: vae, latent_dim: 2, hidden: [32], likelihood: gaussian}
+train: {steps: 270, batch_size: 64, eval_every: 1000}
+sweep:
+  random:
+    n: 9
+    seed: 4
+    params:
+      train.lr: {log_uniform: [0.00001, 0.03]}
+  early_stop: {metric: neg_elbo, min_steps: 30, eta: 3}
+  jobs: 1
+",
+    )
+    .unwrap();
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let sweep = sweep_dir(&tmp.path().join("runs"), "asha");
+    let statuses: Vec<_> = trials(&sweep).iter().map(|t| status(t)).collect();
+    let pruned: Vec<_> = statuses.iter().filter(|s| s["status"] == "pruned").collect();
+    assert!(!pruned.is_empty() && pruned.len() < statuses.len(), "{}", text(&out));
+    for p in &pruned {
+        let at = p["pruned_at"].as_u64().unwrap();
+        assert!([30, 90].contains(&at), "pruned at a rung, not {at}");
+        assert_eq!(p["steps"].as_u64(), Some(at));
+    }
+    assert!(sweep.join("early_stop.yaml").exists());
+    // The rerun skips pruned trials as well as completed ones.
+    let again = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
+    assert!(text(&again).contains("(9 already completed)"), "{}", text(&again));
+}
+
+#[test]
+fn a_second_runner_is_refused_and_a_stale_lock_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("lock.yaml");
+    std::fs::write(&spec, "name: lock\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [8], likelihood: gaussian}\ntrain: {steps: 5}\n").unwrap();
+    let out = vaelab(&["validate", spec.to_str().unwrap()], tmp.path());
+    let sweep_id = text(&out).split("sweep id ").nth(1).unwrap().split(')').next().unwrap().to_string();
+    let sweep = tmp.path().join("runs/lock").join(&sweep_id);
+    std::fs::create_dir_all(&sweep).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    // A live owner (this test process): refused, nothing trained.
+    std::fs::write(sweep.join(".lock"), format!("pid {} host {host}\n", std::process::id())).unwrap();
+    let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("in use by another vaelab run (pid {}", std::process::id())), "{}", text(&out));
+    assert_eq!(trials(&sweep).len(), 0);
+    // A dead owner: taken over, trained, lock released.
+    std::fs::write(sweep.join(".lock"), format!("pid 4000000 host {host}\n")).unwrap();
+    let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("taking over the stale lock"));
+    assert!(!sweep.join(".lock").exists());
+}
+
+#[test]
+fn slurm_script_runs_one_trial_per_array_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("arr.yaml");
+    std::fs::write(
+        &spec,
+        "name: arr\ndata: {kind: ring8}\nmodel: {kind: vae, likelihood: gaussian}\nsweep:\n  grid: {model.latent_dim: [2, 4, 8]}\n  seeds: [0, 1]\n  slurm: {cpus: 1, mem: 1G, time: '00:10:00', max_parallel: 2}\n",
+    )
+    .unwrap();
+    let out = vaelab(&["slurm", spec.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("sbatch "), "{}", text(&out));
+    let script = std::fs::read_to_string(sweep_dir(&tmp.path().join("runs"), "arr").join("slurm.sbatch")).unwrap();
+    for want in ["#SBATCH --array=0-5%2", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=1G", "#SBATCH --time=00:10:00", "--trial \"$SLURM_ARRAY_TASK_ID\""] {
+        assert!(script.contains(want), "missing {want:?} in\n{script}");
+    }
+}
