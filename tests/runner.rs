@@ -194,3 +194,40 @@ fn slurm_script_runs_one_trial_per_array_task() {
         assert!(script.contains(want), "missing {want:?} in\n{script}");
     }
 }
+
+/// The generated array job on a real Slurm (started by scripts/slurm/local-cluster.sh; `.ci/run` does that
+/// and sets VAELAB_SLURM_TEST=1): every task completes and `vaelab collect` gives the trials.parquet of a
+/// local run — same trial ids, hyperparameters and metrics.
+#[test]
+fn slurm_array_matches_a_local_run() {
+    if std::env::var("VAELAB_SLURM_TEST").is_err() {
+        eprintln!("skipped: set VAELAB_SLURM_TEST=1 with a Slurm cluster up (scripts/slurm/local-cluster.sh start)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("arr.yaml");
+    std::fs::write(
+        &spec,
+        "name: arr\ndata: {kind: ring8, n_train: 2000, n_test: 300}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\n\
+         train: {steps: 120, batch_size: 64, eval_every: 60}\nsweep:\n  grid: {model.latent_dim: [2, 4]}\n  seeds: [0, 1]\n  \
+         slurm: {cpus: 1, mem: 500M, time: '00:05:00', max_parallel: 2}\n",
+    )
+    .unwrap();
+    let out = vaelab(&["slurm", spec.to_str().unwrap(), "--runs-dir", "slurm-runs"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let sweep = sweep_dir(&tmp.path().join("slurm-runs"), "arr");
+    let sb = Command::new("sbatch").args(["--wait", sweep.join("slurm.sbatch").to_str().unwrap()]).current_dir(tmp.path()).output().expect("sbatch runs");
+    assert!(sb.status.success(), "sbatch: {}", text(&sb));
+    let out = vaelab(&["collect", sweep.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let local = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "local-runs"], tmp.path());
+    assert!(local.status.success(), "{}", text(&local));
+    let read = |p: PathBuf| polars::prelude::ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap();
+    use polars::prelude::SerReader;
+    let a = read(sweep.join("trials.parquet"));
+    let b = read(sweep_dir(&tmp.path().join("local-runs"), "arr").join("trials.parquet"));
+    assert_eq!(a.height(), 4);
+    for col in ["trial_id", "status", "model.latent_dim", "seed", "final_neg_elbo", "final_kl", "steps"] {
+        assert_eq!(a.column(col).unwrap(), b.column(col).unwrap(), "column {col}");
+    }
+}
