@@ -146,7 +146,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let mp = MultiProgress::with_draw_target(if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     let overall = mp.add(ProgressBar::new(total as u64));
     overall.set_style(ProgressStyle::with_template("sweep {bar:30.green/white} {pos}/{len} trials  {msg}  [{elapsed_precise}, ETA {eta}]").unwrap());
-    overall.set_message("0 failed"); // draws the bar before the first trial ends
+    overall.set_message("0 running, 0 failed, 0 pruned"); // draws the bar before the first trial ends
     let say = |line: String| {
         if interactive {
             mp.println(line).ok();
@@ -168,7 +168,9 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let asha = file.spec.sweep.early_stop.clone().map(|es| Asha::load(&sweep_dir, es));
     let queue = Mutex::new(queue);
     let results: Mutex<Vec<TrialStatus>> = Mutex::new(vec![]);
-    let failed_count = Mutex::new(0usize);
+    // (running, failed, pruned) for the sweep bar.
+    let counts = Mutex::new((0usize, 0usize, 0usize));
+    let show = |c: &(usize, usize, usize)| format!("{} running, {} failed, {} pruned", c.0, c.1, c.2);
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores().max(jobs)).build()?;
     pool.scope(|s| {
@@ -178,6 +180,11 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                 let key = data_key(&trial.spec.data);
                 let data = datasets[&key].clone();
                 let net = feature_nets.get(&key).cloned();
+                {
+                    let mut c = counts.lock().unwrap();
+                    c.0 += 1;
+                    overall.set_message(show(&c));
+                }
                 let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
                 bar.set_style(ProgressStyle::with_template("  {prefix} {bar:25.cyan/blue} {pos}/{len} steps  loss {msg}  ETA {eta}").unwrap());
                 bar.set_prefix(trial.id.clone());
@@ -207,14 +214,16 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                     State::Pruned => format!("  {} pruned at step {} after {:.1}s", trial.id, status.pruned_at.unwrap_or(0), status.wall_time_s),
                     _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
                 };
-                let failed = {
-                    let mut c = failed_count.lock().unwrap();
-                    *c += (status.status == State::Failed) as usize;
-                    *c
+                let msg = {
+                    let mut c = counts.lock().unwrap();
+                    c.0 -= 1;
+                    c.1 += (status.status == State::Failed) as usize;
+                    c.2 += (status.status == State::Pruned) as usize;
+                    show(&c)
                 };
                 say(line);
                 overall.inc(1);
-                overall.set_message(format!("{failed} failed"));
+                overall.set_message(msg);
                 results.lock().unwrap().push(status);
             });
         }
