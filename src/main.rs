@@ -49,6 +49,17 @@ enum Command {
     Models,
 }
 
+/// `println!` that ends the process quietly when stdout is closed (`vaelab validate … | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn load(spec: &PathBuf) -> Result<(SpecFile, SweepPlan), String> {
     let file = SpecFile::load(spec).map_err(|e| e.to_string())?;
     let plan = SweepPlan::expand(&file).map_err(|e| e.to_string())?;
@@ -72,7 +83,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Models => {
             for k in vaelab_models::kinds() {
-                println!("{k}");
+                out!("{k}");
             }
             ExitCode::SUCCESS
         }
@@ -82,8 +93,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             Ok(df) => {
-                println!("{}", vaelab_runner::summary::render_table(&df));
-                println!("wrote {}", sweep_dir.join("trials.parquet").display());
+                out!("{}", vaelab_runner::summary::render_table(&df));
+                out!("wrote {}", sweep_dir.join("trials.parquet").display());
                 ExitCode::SUCCESS
             }
         },
@@ -97,9 +108,9 @@ fn main() -> ExitCode {
             };
             match write_slurm(&file, &plan, &spec, &runs_dir) {
                 Ok((script, sweep_dir)) => {
-                    println!("wrote {} ({} array tasks)", script.display(), plan.trials.len());
-                    println!("submit:  sbatch {}", script.display());
-                    println!("then:    vaelab collect {}", sweep_dir.display());
+                    out!("wrote {} ({} array tasks)", script.display(), plan.trials.len());
+                    out!("submit:  sbatch {}", script.display());
+                    out!("then:    vaelab collect {}", sweep_dir.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -114,10 +125,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             Ok((_, plan)) => {
-                println!("{}: {} trials (sweep id {})", plan.experiment, plan.trials.len(), plan.sweep_id);
+                out!("{}: {} trials (sweep id {})", plan.experiment, plan.trials.len(), plan.sweep_id);
                 for t in &plan.trials {
                     let o: Vec<String> = t.overrides.iter().map(|(k, v)| format!("{k}={}", vaelab_runner::plan::value_text(v))).collect();
-                    println!("  [{}] {}  {}", t.index, t.id, o.join("  "));
+                    out!("  [{}] {}  {}", t.index, t.id, o.join("  "));
                 }
                 ExitCode::SUCCESS
             }
@@ -137,8 +148,8 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
                 Ok(report) => {
-                    println!("{}", report.table);
-                    println!("results: {}", report.sweep_dir.display());
+                    out!("{}", report.table);
+                    out!("results: {}", report.sweep_dir.display());
                     if report.failed() > 0 {
                         eprintln!("{} trial(s) failed", report.failed());
                         ExitCode::from(1)
