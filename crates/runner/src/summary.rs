@@ -78,9 +78,47 @@ pub fn trials_frame(statuses: &[TrialStatus]) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(cols)
 }
 
-/// Rebuild `sweep_dir/trials.parquet` from the trial directories; returns the frame.
+/// The sweep-level HParams experiment (hyperparameters with their values, metrics to show), rewritten as the
+/// only event file in the sweep directory itself.
+fn write_hparams_experiment(sweep_dir: &Path, statuses: &[TrialStatus]) -> anyhow::Result<()> {
+    let mut keys: Vec<String> = vec![];
+    for s in statuses {
+        for (k, _) in &s.hparams {
+            let k = k.as_str().unwrap_or_default().to_string();
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let hp: Vec<(String, Vec<vaelab_track::hparams::HValue>)> = keys
+        .iter()
+        .map(|k| (k.clone(), statuses.iter().filter_map(|s| s.hparams.get(k.as_str())).map(crate::trial::hvalue).collect()))
+        .collect();
+    let metrics: BTreeSet<String> = statuses
+        .iter()
+        .flat_map(|s| s.final_metrics.keys())
+        .map(|m| match m.strip_prefix("val_") {
+            Some(v) => format!("val/{v}"),
+            None => format!("test/{m}"),
+        })
+        .collect();
+    for e in std::fs::read_dir(sweep_dir)?.flatten() {
+        if e.file_name().to_string_lossy().starts_with("events.out.tfevents.") && e.path().is_file() {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    let created = statuses.iter().map(|s| s.started_at).fold(f64::INFINITY, f64::min);
+    let mut w = vaelab_track::EventWriter::create(sweep_dir)?;
+    w.summary(vaelab_track::hparams::experiment(&hp, &metrics.into_iter().collect::<Vec<_>>(), if created.is_finite() { created } else { 0.0 })?, 0)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Rebuild `sweep_dir/trials.parquet` (and the HParams experiment summary) from the trial directories;
+/// returns the frame.
 pub fn collect(sweep_dir: &Path) -> anyhow::Result<DataFrame> {
     let statuses = read_statuses(sweep_dir)?;
+    write_hparams_experiment(sweep_dir, &statuses)?;
     let mut df = trials_frame(&statuses)?;
     vaelab_track::parquet::write_parquet(&mut df, &sweep_dir.join("trials.parquet"))?;
     Ok(df)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use vaelab_data::Dataset;
 use vaelab_track::fsutil::write_atomic;
+use vaelab_track::hparams::{HValue, SessionStatus};
 use vaelab_track::TrialLog;
 use vaelab_train::{Progress, TrainError};
 
@@ -85,6 +86,15 @@ impl TrialDir {
     }
 }
 
+/// A swept value as the HParams dashboard types it.
+pub fn hvalue(v: &serde_yaml::Value) -> HValue {
+    match v {
+        serde_yaml::Value::Number(n) => HValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+        serde_yaml::Value::Bool(b) => HValue::Bool(*b),
+        other => HValue::Str(crate::plan::value_text(other)),
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
@@ -150,6 +160,9 @@ pub fn run_trial(
             Some(step) => TrialLog::resume(&dir.path, &trial.id, step)?,
             None => TrialLog::create(&dir.path, &trial.id)?,
         };
+        // The HParams dashboard's row for this trial: its swept values.
+        let hp: Vec<(String, HValue)> = trial.overrides.iter().map(|(k, v)| (k.clone(), hvalue(v))).collect();
+        log.events.summary(vaelab_track::hparams::session_start(&hp, &trial.id, status.started_at).map_err(anyhow::Error::from)?, 0).map_err(anyhow::Error::from)?;
         let mut outcome = vaelab_train::train(
             model.as_ref(),
             &varmap,
@@ -196,6 +209,16 @@ pub fn run_trial(
                 status.steps = *step;
             }
             status.reason = Some(format!("{e:#}"));
+        }
+    }
+    // Session end for the HParams dashboard, in its own small event file (the trial's writer is gone).
+    let end = match status.status {
+        State::Completed | State::Pruned => SessionStatus::Success,
+        _ => SessionStatus::Failure,
+    };
+    if let Ok(summary) = vaelab_track::hparams::session_end(end, unix_now()) {
+        if let Ok(mut w) = vaelab_track::EventWriter::create(&dir.path) {
+            let _ = w.summary(summary, status.steps).and_then(|_| w.flush());
         }
     }
     if let Some(n) = note {

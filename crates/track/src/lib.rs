@@ -2,10 +2,12 @@
 //!
 //! - [`tensorboard::EventWriter`]: TensorBoard event files (scalars, images) that TensorBoard itself reads.
 //! - [`parquet`]: the long-form per-trial `metrics.parquet`, written atomically with Polars.
+//! - [`hparams`]: the HParams dashboard's experiment and session summaries.
 //! - [`image`]: image grids encoded as PNG (reconstructions, samples).
 //! - [`TrialLog`]: one call per scalar that feeds both TensorBoard and the Parquet log.
 
 pub mod fsutil;
+pub mod hparams;
 pub mod image;
 pub mod parquet;
 pub mod tensorboard;

@@ -1,0 +1,110 @@
+//! What vaelab writes, read back by the real tools: TensorBoard's own event readers and hparams parsers,
+//! Python Polars and PyArrow. `.ci/run` installs `tensorboard polars pyarrow`; without them these tests fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vaelab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn python(script: &str, arg: &Path) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+    let out = Command::new("python3").arg(path).arg(arg).output().expect("python3 runs");
+    assert!(out.status.success(), "{script}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
+/// A 2 × 2 sweep with images: conv VAE on 32-px shapes, latent size × seed.
+const SWEEP: &str = "\
+name: readers
+data: {kind: dsprites, image_size: 32, n_train: 512, n_test: 128}
+model: {kind: vae, backbone: conv, channels: [8, 16]}
+train: {steps: 24, batch_size: 32, eval_every: 12, log_every: 6}
+sweep:
+  grid: {model.latent_dim: [2, 5]}
+  seeds: [0, 1]
+";
+
+fn run_sweep(tmp: &Path) -> PathBuf {
+    std::fs::write(tmp.join("readers.yaml"), SWEEP).unwrap();
+    let out = vaelab(&["run", "readers.yaml"], tmp);
+    assert!(out.status.success(), "{}", text(&out));
+    let exp = tmp.join("runs/readers");
+    std::fs::read_dir(&exp).unwrap().next().unwrap().unwrap().path()
+}
+
+#[test]
+fn tensorboard_reads_scalars_images_and_hparams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(tmp.path());
+    let tb = python("check_tensorboard.py", &sweep);
+    let exp = &tb["experiment"];
+    assert_eq!(exp["hparams"]["model.latent_dim"]["values"], serde_json::json!([2.0, 5.0]), "{exp}");
+    assert_eq!(exp["hparams"]["seed"]["values"], serde_json::json!([0.0, 1.0]));
+    assert_eq!(exp["hparams"]["seed"]["type"], 3, "DATA_TYPE_FLOAT64");
+    for m in ["test/neg_elbo", "test/recon", "test/kl"] {
+        assert!(exp["metrics"].as_array().unwrap().contains(&serde_json::json!(m)), "{m} in {exp}");
+    }
+    let trials = tb["trials"].as_object().unwrap();
+    assert_eq!(trials.len(), 4);
+    for (id, t) in trials {
+        let status: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(sweep.join(id).join("status.yaml")).unwrap()).unwrap();
+        // HParams row: the trial's swept values, and a successful end.
+        assert_eq!(t["hparams"]["model.latent_dim"].as_f64(), status["hparams"]["model.latent_dim"].as_f64(), "{id}");
+        assert_eq!(t["hparams"]["seed"].as_f64(), status["hparams"]["seed"].as_f64(), "{id}");
+        assert_eq!(t["status"], 1, "{id}: STATUS_SUCCESS");
+        // Scalars: the last test/neg_elbo is the final metric in status.yaml (f32 in the event file).
+        let last = t["scalars"]["test/neg_elbo"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last[0], 24);
+        let want = status["final_metrics"]["neg_elbo"].as_f64().unwrap();
+        assert!((last[1].as_f64().unwrap() - want).abs() < 1e-3 * want.abs(), "{id}: {last} vs {want}");
+        assert!(t["scalars"]["train/images_per_sec"].as_array().unwrap().len() >= 4);
+        // Images: one per evaluation; the reconstruction grid is 8 columns × 2 rows of 32-px tiles with
+        // 1-px gaps, the sample grid 8 × 8.
+        let rec = t["images"]["images/reconstruction"].as_array().unwrap();
+        assert_eq!(rec.len(), 2, "{id}");
+        let (w, h) = (rec[0][1].as_u64().unwrap(), rec[0][2].as_u64().unwrap());
+        assert!(w >= 8 * 32 && w < 8 * 36 && h >= 2 * 32 && h < 2 * 36, "{id}: reconstruction grid {w}×{h}");
+        let smp = t["images"]["images/samples"].as_array().unwrap();
+        assert!(smp[0][1].as_u64().unwrap() >= 8 * 32 && smp[0][2].as_u64().unwrap() >= 8 * 32);
+    }
+}
+
+#[test]
+fn polars_and_pyarrow_read_every_parquet_file_with_the_documented_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(tmp.path());
+    let files = python("check_parquet.py", &sweep);
+    let files = files.as_object().unwrap();
+    assert_eq!(files.len(), 5, "trials.parquet and four metrics.parquet");
+    let metrics = [("trial_id", "String"), ("step", "UInt64"), ("epoch", "Float64"), ("split", "String"), ("metric", "String"), ("value", "Float64"), ("wall_time", "Float64")];
+    for (path, f) in files {
+        let want: &[(&str, &str)] = if path == "trials.parquet" {
+            &[
+                ("trial_id", "String"),
+                ("index", "UInt64"),
+                ("status", "String"),
+                ("model.latent_dim", "Int64"),
+                ("seed", "Int64"),
+                ("final_neg_elbo", "Float64"),
+                ("best_neg_elbo", "Float64"),
+                ("steps", "UInt64"),
+                ("wall_time_s", "Float64"),
+                ("images_per_sec", "Float64"),
+                ("reason", "String"),
+            ]
+        } else {
+            &metrics
+        };
+        for (col, ty) in want {
+            assert_eq!(f["polars"][col], *ty, "{path}: column {col} in {}", f["polars"]);
+            assert!(f["arrow"][col].is_string(), "{path}: pyarrow sees {col}");
+        }
+        assert!(f["rows"].as_u64().unwrap() > 0);
+    }
+}
