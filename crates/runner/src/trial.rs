@@ -130,6 +130,8 @@ pub fn run_trial(
         resumed_from: None,
     };
     let mut note = None;
+    // The trial's log outlives the training closure so the session end goes into the same event file.
+    let mut log_slot: Option<TrialLog> = None;
     let result = (|| -> Result<vaelab_train::TrainOutcome, TrainError> {
         std::fs::create_dir_all(&dir.path).map_err(anyhow::Error::from)?;
         write_atomic(&dir.spec(), serde_yaml::to_string(&trial.spec).map_err(anyhow::Error::from)?.as_bytes()).map_err(anyhow::Error::from)?;
@@ -156,10 +158,10 @@ pub fn run_trial(
             },
         };
         let resumed_from = resume.as_ref().map(|r| r.step);
-        let mut log = match resumed_from {
+        let log = log_slot.insert(match resumed_from {
             Some(step) => TrialLog::resume(&dir.path, &trial.id, step)?,
             None => TrialLog::create(&dir.path, &trial.id)?,
-        };
+        });
         // The HParams dashboard's row for this trial: its swept values.
         let hp: Vec<(String, HValue)> = trial.overrides.iter().map(|(k, v)| (k.clone(), hvalue(v))).collect();
         log.events.summary(vaelab_track::hparams::session_start(&hp, &trial.id, status.started_at).map_err(anyhow::Error::from)?, 0).map_err(anyhow::Error::from)?;
@@ -170,7 +172,7 @@ pub fn run_trial(
             spec.data.binarize,
             &spec.train,
             spec.seed,
-            &mut log,
+            log,
             &dir.checkpoint(),
             progress,
             vaelab_train::Control { resume, rungs, judge },
@@ -211,15 +213,13 @@ pub fn run_trial(
             status.reason = Some(format!("{e:#}"));
         }
     }
-    // Session end for the HParams dashboard, in its own small event file (the trial's writer is gone).
+    // Session end for the HParams dashboard (a trial that failed before its log existed has no session).
     let end = match status.status {
         State::Completed | State::Pruned => SessionStatus::Success,
         _ => SessionStatus::Failure,
     };
-    if let Ok(summary) = vaelab_track::hparams::session_end(end, unix_now()) {
-        if let Ok(mut w) = vaelab_track::EventWriter::create(&dir.path) {
-            let _ = w.summary(summary, status.steps).and_then(|_| w.flush());
-        }
+    if let (Some(log), Ok(summary)) = (log_slot.as_mut(), vaelab_track::hparams::session_end(end, unix_now())) {
+        let _ = log.events.summary(summary, status.steps).and_then(|_| log.events.flush());
     }
     if let Some(n) = note {
         status.reason = Some(match status.reason.take() {
