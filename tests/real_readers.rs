@@ -108,3 +108,36 @@ fn polars_and_pyarrow_read_every_parquet_file_with_the_documented_types() {
         assert!(f["rows"].as_u64().unwrap() > 0);
     }
 }
+
+/// The `tensorboard` server itself, queried over HTTP as its web page does: scalars, images and the HParams
+/// table (one session group per trial, with its hyperparameters and final metrics).
+#[test]
+fn the_tensorboard_server_serves_the_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(tmp.path());
+    let s = python("check_tensorboard_server.py", &sweep);
+    for plugin in ["scalars", "images", "hparams"] {
+        assert_eq!(s["plugins"][plugin], true, "{plugin} enabled: {}", s["plugins"]);
+    }
+    let groups = s["session_groups"]["sessionGroups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4, "{}", s["session_groups"]);
+    let mut latent: Vec<f64> = groups.iter().map(|g| g["hparams"]["model.latent_dim"].as_f64().unwrap()).collect();
+    latent.sort_by(f64::total_cmp);
+    assert_eq!(latent, [2.0, 2.0, 5.0, 5.0]);
+    for g in groups {
+        let id = g["name"].as_str().unwrap();
+        let status: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(sweep.join(id).join("status.yaml")).unwrap()).unwrap();
+        let v = g["metricValues"].as_array().unwrap().iter().find(|m| m["name"]["tag"] == "test/neg_elbo").expect("neg_elbo in the table");
+        let want = status["final_metrics"]["neg_elbo"].as_f64().unwrap();
+        assert!((v["value"].as_f64().unwrap() - want).abs() < 1e-3 * want, "{id}");
+        assert_eq!(g["sessions"][0]["status"], "STATUS_SUCCESS");
+    }
+    let runs = s["scalar_tags"].as_object().unwrap();
+    assert_eq!(runs.len(), 4, "one scalar run per trial");
+    for (_, tags) in runs {
+        assert!(tags.get("test/neg_elbo").is_some() && tags.get("train/loss").is_some());
+    }
+    for (_, tags) in s["image_tags"].as_object().unwrap() {
+        assert!(tags.get("images/reconstruction").is_some() && tags.get("images/samples").is_some());
+    }
+}
