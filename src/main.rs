@@ -41,6 +41,21 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// Compare a sweep's settings: mean ± std of a metric over seeds per hyperparameter setting, best trial each.
+    Compare {
+        sweep_dir: PathBuf,
+        /// Group by these hyperparameter columns (default: every swept key except seed).
+        #[arg(long, num_args = 1..)]
+        by: Vec<String>,
+        /// Metric column or name (default: the final value of the models' primary metric).
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the result here instead of stdout (required for parquet).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Rebuild SWEEP_DIR/trials.parquet from its trial directories and print the summary table.
     Collect { sweep_dir: PathBuf },
     /// Parse a spec, expand its sweep and print the trials, without training.
@@ -58,6 +73,40 @@ macro_rules! out {
             std::process::exit(0);
         }
     }};
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Parquet,
+    Markdown,
+}
+
+fn compare(sweep_dir: &std::path::Path, by: &[String], metric: Option<&str>, format: Format, output: Option<&std::path::Path>) -> Result<()> {
+    use polars::prelude::*;
+    let c = vaelab_runner::compare::compare(sweep_dir, by, metric)?;
+    let mut table = c.table;
+    let text = match format {
+        Format::Table => format!("{} by {}\n{}", c.metric, if c.by.is_empty() { "(all trials)".into() } else { c.by.join(", ") }, vaelab_runner::summary::render_table(&table)),
+        Format::Markdown => vaelab_runner::compare::markdown(&table),
+        Format::Csv => {
+            let mut buf = vec![];
+            CsvWriter::new(&mut buf).finish(&mut table)?;
+            String::from_utf8(buf)?
+        }
+        Format::Parquet => {
+            let Some(out) = output else { anyhow::bail!("--format parquet needs -o FILE") };
+            vaelab_track::parquet::write_parquet(&mut table, out)?;
+            eprintln!("wrote {}", out.display());
+            return Ok(());
+        }
+    };
+    match output {
+        Some(out) => vaelab_track::fsutil::write_atomic(out, text.as_bytes())?,
+        None => out!("{}", text.trim_end()),
+    }
+    Ok(())
 }
 
 fn load(spec: &PathBuf) -> Result<(SpecFile, SweepPlan), String> {
@@ -87,6 +136,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Compare { sweep_dir, by, metric, format, output } => match compare(&sweep_dir, &by, metric.as_deref(), format, output.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Collect { sweep_dir } => match vaelab_runner::summary::collect(&sweep_dir) {
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -141,3 +141,44 @@ fn the_tensorboard_server_serves_the_sweep() {
         assert!(tags.get("images/reconstruction").is_some() && tags.get("images/samples").is_some());
     }
 }
+
+/// `vaelab compare` (Rust Polars) and scripts/analyze.py (Python Polars) give the same table on a 2-setting ×
+/// 2-seed sweep, and the script draws its plots.
+#[test]
+fn compare_equals_the_python_analysis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(tmp.path());
+    let out = vaelab(&["compare", sweep.to_str().unwrap(), "--format", "csv"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let ours = String::from_utf8(out.stdout).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/analyze.py");
+    let plots = tmp.path().join("plots");
+    let py = Command::new("python3").arg(script).arg(&sweep).arg("--plots").arg(&plots).output().unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let theirs = String::from_utf8(py.stdout).unwrap();
+    let rows = |s: &str| s.lines().map(|l| l.split(',').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>();
+    let (a, b) = (rows(&ours), rows(&theirs));
+    assert_eq!(a[0], ["model.latent_dim", "mean", "std", "n", "best", "best_trial"], "{ours}");
+    assert_eq!(a.len(), 3, "two settings:\n{ours}");
+    assert_eq!(a.len(), b.len(), "{ours}\nvs\n{theirs}");
+    for (ra, rb) in a.iter().zip(&b) {
+        for (x, y) in ra.iter().zip(rb) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}"),
+                _ => assert_eq!(x, y),
+            }
+        }
+        if ra[3] == "2" {
+            assert!(ra[2].parse::<f64>().unwrap() > 0.0, "two seeds give a spread");
+        }
+    }
+    for png in ["metric_vs_hparams.png", "learning_curves.png"] {
+        assert!(std::fs::metadata(plots.join(png)).unwrap().len() > 5000, "{png} drawn");
+    }
+    // Markdown and Parquet outputs.
+    let md = vaelab(&["compare", sweep.to_str().unwrap(), "--format", "markdown"], tmp.path());
+    assert!(String::from_utf8_lossy(&md.stdout).starts_with("| model.latent_dim | mean | std | n | best | best_trial |"));
+    let pq = tmp.path().join("cmp.parquet");
+    let out = vaelab(&["compare", sweep.to_str().unwrap(), "--format", "parquet", "-o", pq.to_str().unwrap()], tmp.path());
+    assert!(out.status.success() && pq.exists(), "{}", text(&out));
+}

@@ -5,9 +5,11 @@
 //! - [`trial`]: [`TrialDir`], one trial's files, and running one trial (data → model → trainer → logs).
 //! - [`schedule`]: runs the plan's trials in parallel with progress bars, then writes `trials.parquet`.
 //! - [`summary`]: `trials.parquet`, rebuilt from the trial directories (`vaelab collect`).
+//! - [`compare`]: `vaelab compare`, mean ± std over seeds per setting with Polars.
 //! - [`lock`]: one runner per sweep (or per trial with `--trial`); stale locks are taken over.
 //! - [`slurm`]: an `sbatch` array script that runs one trial per task (`vaelab slurm`).
 
+pub mod compare;
 pub mod locate;
 pub mod lock;
 pub mod slurm;

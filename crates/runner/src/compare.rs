@@ -1,0 +1,76 @@
+//! `vaelab compare`: a sweep's trials grouped by hyperparameters, mean ± std of a metric over seeds, and the
+//! best trial of each group — a Polars group-by over `trials.parquet`.
+
+use polars::prelude::*;
+use std::path::Path;
+
+/// Columns of `trials.parquet` that are not hyperparameters.
+fn is_bookkeeping(c: &str) -> bool {
+    matches!(c, "trial_id" | "index" | "status" | "steps" | "wall_time_s" | "images_per_sec" | "pruned_at" | "resumed_from" | "reason")
+        || c.starts_with("final_")
+        || c.starts_with("best_")
+}
+
+pub struct Comparison {
+    pub metric: String,
+    pub by: Vec<String>,
+    pub table: DataFrame,
+}
+
+/// Group completed trials of `sweep_dir` by `by` (default: every hyperparameter but `seed`) and aggregate
+/// `metric` (a column of trials.parquet such as `final_neg_elbo`; default: `final_<primary metric>`).
+pub fn compare(sweep_dir: &Path, by: &[String], metric: Option<&str>) -> anyhow::Result<Comparison> {
+    let path = sweep_dir.join("trials.parquet");
+    let df = if path.exists() { vaelab_track::parquet::read_parquet(&path)? } else { crate::summary::collect(sweep_dir)? };
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let metric = match metric {
+        Some(m) if names.iter().any(|n| n == m) => m.to_string(),
+        Some(m) if names.iter().any(|n| *n == format!("final_{m}")) => format!("final_{m}"),
+        Some(m) => anyhow::bail!("no metric `{m}` in {}; columns: {}", path.display(), names.join(", ")),
+        None => {
+            let best = names.iter().find(|n| n.starts_with("best_")).ok_or_else(|| anyhow::anyhow!("{}: no completed trial has metrics", path.display()))?;
+            format!("final_{}", &best["best_".len()..])
+        }
+    };
+    let by: Vec<String> = if by.is_empty() { names.iter().filter(|c| !is_bookkeeping(c) && *c != "seed").cloned().collect() } else { by.to_vec() };
+    for k in &by {
+        if !names.contains(k) {
+            anyhow::bail!("--by {k}: not a column of {} (hyperparameters: {})", path.display(), names.iter().filter(|c| !is_bookkeeping(c)).cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    let m = col(metric.as_str());
+    let aggs = [
+        m.clone().mean().alias("mean"),
+        m.clone().std(1).alias("std"),
+        m.clone().count().cast(DataType::UInt64).alias("n"),
+        m.clone().min().alias("best"),
+        col("trial_id").sort_by([m.clone()], SortMultipleOptions::default()).first().alias("best_trial"),
+    ];
+    let done = df.lazy().filter(col("status").eq(lit("completed")).and(m.clone().is_not_null()));
+    let table = if by.is_empty() {
+        done.select(aggs).collect()?
+    } else {
+        let keys: Vec<Expr> = by.iter().map(|k| col(k.as_str())).collect();
+        done.group_by(keys).agg(aggs).sort(["mean"], SortMultipleOptions::default()).collect()?
+    };
+    Ok(Comparison { metric, by, table })
+}
+
+/// The comparison as a Markdown table.
+pub fn markdown(df: &DataFrame) -> String {
+    let cols = df.columns();
+    let mut s = format!("| {} |\n|{}\n", df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" | "), "---|".repeat(cols.len()));
+    for i in 0..df.height() {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match c.get(i) {
+                Ok(AnyValue::Null) | Err(_) => String::new(),
+                Ok(AnyValue::Float64(x)) => format!("{x:.4}"),
+                Ok(AnyValue::String(x)) => x.to_string(),
+                Ok(v) => v.to_string(),
+            })
+            .collect();
+        s += &format!("| {} |\n", cells.join(" | "));
+    }
+    s
+}
