@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vaelab_runner::schedule::{run_plan, RunOptions};
+use vaelab_runner::inspect::Picture;
 use vaelab_runner::spec::SpecFile;
 use vaelab_runner::SweepPlan;
 
@@ -55,6 +56,36 @@ enum Command {
         /// Write the result here instead of stdout (required for parquet).
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Samples from a trained trial's model (per class for conditional models) as a PNG grid.
+    Sample {
+        trial_dir: PathBuf,
+        /// Samples (per class for conditional models).
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        /// Only this class (conditional models).
+        #[arg(long)]
+        class: Option<usize>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Test images (top) and a trained trial's reconstructions (bottom) as a PNG.
+    Reconstruct {
+        trial_dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Latent traversals of a trained trial: one row per latent dimension, swept over -3..3.
+    Traverse {
+        trial_dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Interpolations between pairs of test images in a trained trial's latent space.
+    Interpolate {
+        trial_dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Rebuild SWEEP_DIR/trials.parquet from its trial directories and print the summary table.
     Collect { sweep_dir: PathBuf },
@@ -109,6 +140,16 @@ fn compare(sweep_dir: &std::path::Path, by: &[String], metric: Option<&str>, for
     Ok(())
 }
 
+fn picture(dir: &std::path::Path, what: Picture, out: &std::path::Path) -> ExitCode {
+    match vaelab_runner::inspect::draw(dir, what, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn load(spec: &PathBuf) -> Result<(SpecFile, SweepPlan), String> {
     let file = SpecFile::load(spec).map_err(|e| e.to_string())?;
     let plan = SweepPlan::expand(&file).map_err(|e| e.to_string())?;
@@ -143,6 +184,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Sample { trial_dir, n, class, output } => picture(&trial_dir, Picture::Sample { n, class }, &output),
+        Command::Reconstruct { trial_dir, output } => picture(&trial_dir, Picture::Reconstruct, &output),
+        Command::Traverse { trial_dir, output } => picture(&trial_dir, Picture::Traverse, &output),
+        Command::Interpolate { trial_dir, output } => picture(&trial_dir, Picture::Interpolate, &output),
         Command::Collect { sweep_dir } => match vaelab_runner::summary::collect(&sweep_dir) {
             Err(e) => {
                 eprintln!("error: {e:#}");

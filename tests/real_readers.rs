@@ -182,3 +182,63 @@ fn compare_equals_the_python_analysis() {
     let out = vaelab(&["compare", sweep.to_str().unwrap(), "--format", "parquet", "-o", pq.to_str().unwrap()], tmp.path());
     assert!(out.status.success() && pq.exists(), "{}", text(&out));
 }
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is a PNG", path.display());
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+/// A trained trial's checkpoint read by Python's `safetensors` (names and shapes as documented), and the
+/// picture commands drawing from it.
+#[test]
+fn checkpoints_load_in_python_and_draw_pictures() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("cvae.yaml"),
+        "name: cvae\ndata: {kind: dsprites, image_size: 32, n_train: 512, n_test: 64}\n\
+         model: {kind: cvae, backbone: conv, latent_dim: 3, channels: [8, 16]}\ntrain: {steps: 10, batch_size: 32}\n",
+    )
+    .unwrap();
+    let out = vaelab(&["run", "cvae.yaml"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let sweep = std::fs::read_dir(tmp.path().join("runs/cvae")).unwrap().next().unwrap().unwrap().path();
+    let trial = std::fs::read_dir(&sweep).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    let ckpt = trial.join("checkpoint.safetensors");
+    let py = Command::new("python3")
+        .args(["-c", "import json,sys; from safetensors import safe_open\nf=safe_open(sys.argv[1],'np')\nprint(json.dumps({'shapes':{k:list(f.get_tensor(k).shape) for k in f.keys()},'meta':f.metadata()}))"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let shapes = &v["shapes"];
+    // Encoder: conv 1→8, 8→16 (4×4), then 16·8·8 features + 3 one-hot classes → 2·3; decoder mirrors.
+    assert_eq!(shapes["encoder.conv0.weight"], serde_json::json!([8, 1, 4, 4]));
+    assert_eq!(shapes["encoder.conv1.weight"], serde_json::json!([16, 8, 4, 4]));
+    assert_eq!(shapes["encoder.out.weight"], serde_json::json!([6, 16 * 8 * 8 + 3]));
+    assert_eq!(shapes["decoder.fc.weight"], serde_json::json!([16 * 8 * 8, 3 + 3]));
+    assert_eq!(shapes["decoder.deconv1.weight"], serde_json::json!([8, 1, 4, 4]));
+    assert_eq!(shapes["optim.0.0.m"], shapes["decoder.deconv0.bias"], "Adam moments beside the weights, name-sorted");
+    let state: serde_yaml::Value = serde_yaml::from_str(v["meta"]["vaelab.state"].as_str().unwrap()).unwrap();
+    assert_eq!(state["step"], 10);
+    assert!(v["meta"]["vaelab.checksum"].is_string());
+
+    let t = trial.to_str().unwrap();
+    for (cmd, extra, (w, h)) in [
+        ("sample", vec!["--n", "4"], (4 * 34 + 2, 3 * 34 + 2)),
+        ("reconstruct", vec![], (8 * 34 + 2, 2 * 34 + 2)),
+        ("traverse", vec![], (9 * 34 + 2, 3 * 34 + 2)),
+        ("interpolate", vec![], (10 * 34 + 2, 4 * 34 + 2)),
+    ] {
+        let png = tmp.path().join(format!("{cmd}.png"));
+        let mut args = vec![cmd, t, "-o", png.to_str().unwrap()];
+        args.extend(extra);
+        let out = vaelab(&args, tmp.path());
+        assert!(out.status.success(), "{cmd}: {}", text(&out));
+        assert_eq!(png_size(&png), (w, h), "{cmd}");
+    }
+    let out = vaelab(&["sample", t, "--class", "7", "-o", "x.png"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("class 7: the model has classes 0..3"), "{}", text(&out));
+}

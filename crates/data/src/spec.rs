@@ -280,12 +280,16 @@ fn real_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Result<Dataset> {
     Ok(dsprites_dataset(size, take(&order[..n_train]), take(&order[n_train..n_train + n_test])))
 }
 
-/// A dSprites dataset (procedural or real) from its two splits.
-fn dsprites_dataset(size: usize, train: Split, test: Split) -> Dataset {
+/// A dSprites dataset (procedural or real) from its two splits. The class label is the shape (square,
+/// ellipse, heart), so conditional models can be trained on it.
+fn dsprites_dataset(size: usize, mut train: Split, mut test: Split) -> Dataset {
+    for s in [&mut train, &mut test] {
+        s.labels = s.factors.as_ref().map(|f| f.chunks(5).map(|r| r[0]).collect());
+    }
     Dataset {
         name: "dsprites".into(),
         sample_shape: vec![1, size, size],
-        num_classes: None,
+        num_classes: Some(dsprites::FACTOR_SIZES[0]),
         factor_names: dsprites::FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
         factor_sizes: dsprites::FACTOR_SIZES.to_vec(),
         modes: None,

@@ -69,6 +69,16 @@ pub trait GenerativeModel: Send {
     /// Latent codes (posterior means) of `batch.x`, if the model has an encoder.
     fn encode(&self, batch: &Batch) -> Result<Option<Tensor>>;
 
+    /// Decode latent codes `z` (`[n, latent_dim]`) to data space (probabilities or means), if the model has a
+    /// decoder or generator. Conditional models take one-hot `labels`. Used for traversals, interpolations and
+    /// latent manifolds.
+    fn decode(&self, _z: &Tensor, _labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// Width of the latent code `encode` returns and `decode` takes.
+    fn latent_dim(&self) -> usize;
+
     /// Conditional models: the number of classes `sample` can be conditioned on (image logs then show one
     /// row per class).
     fn classes(&self) -> Option<usize> {

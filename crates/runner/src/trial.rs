@@ -210,7 +210,9 @@ pub fn run_trial(
             if let TrainError::Diverged { step } = &e {
                 status.steps = *step;
             }
-            status.reason = Some(format!("{e:#}"));
+            // Without the backtrace candle appends when RUST_BACKTRACE is set.
+            let msg = format!("{e:#}");
+            status.reason = Some(msg.split("\n   0: ").next().unwrap_or(&msg).trim_end().to_string());
         }
     }
     // Session end for the HParams dashboard (a trial that failed before its log existed has no session).

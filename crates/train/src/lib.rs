@@ -10,6 +10,7 @@ mod spec;
 mod trainer;
 
 pub mod adam;
+pub mod figures;
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{load_checkpoint, save_checkpoint, TrainState};
 pub use spec::TrainSpec;

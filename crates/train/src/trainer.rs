@@ -12,7 +12,6 @@ use std::time::Instant;
 use vaelab_data::{batch::gather, Binarize, Dataset, EpochBatches, Split};
 use vaelab_metrics::MeanOf;
 use vaelab_models::{Batch, GenerativeModel, ModelCtx};
-use vaelab_track::image::Image;
 use vaelab_track::TrialLog;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +53,7 @@ pub struct TrainOutcome {
     pub resumed_from: u64,
 }
 
-fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
+pub(crate) fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
     let mut x = gather(&split.x, data.dim(), idx);
     binarize.apply(&mut x, rng);
     let mut shape = vec![idx.len()];
@@ -249,39 +248,21 @@ pub fn evaluate(model: &dyn GenerativeModel, data: &Dataset, split: &Split, bina
     Ok(mean.means())
 }
 
-/// Reconstruction grid (inputs above, outputs below) and prior samples, for image data.
+/// The image logs of one evaluation (see [`crate::figures`]).
 fn log_images(model: &dyn GenerativeModel, data: &Dataset, binarize: Binarize, seed: u64, step: u64, log: &mut TrialLog) -> anyhow::Result<()> {
-    if !data.is_image() {
-        return Ok(());
-    }
-    let [c, h, w] = [data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e);
-    let k = data.test.n.min(8);
-    let idx: Vec<usize> = (0..k).collect();
-    let batch = make_batch(&data.test, data, &idx, binarize, &mut rng, &Device::Cpu)?;
-    let mut ctx = ModelCtx { rng: &mut rng, step };
-    if let Some(rec) = model.reconstruct(&batch, &mut ctx)? {
-        let mut both = batch.x.flatten_all()?.to_vec1::<f32>()?;
-        both.extend(rec.flatten_all()?.to_vec1::<f32>()?);
-        log.events.image("images/reconstruction", &Image::grid(&both, 2 * k, c, h, w, k), step)?;
-    }
-    match model.classes() {
-        // Conditional models: one row of 8 samples per class.
-        Some(classes) => {
-            let n = classes * 8;
-            let mut onehot = vec![0f32; n * classes];
-            for i in 0..n {
-                onehot[i * classes + i / 8] = 1.0;
-            }
-            let labels = Tensor::from_vec(onehot, (n, classes), &Device::Cpu)?;
-            if let Some(s) = model.sample(n, Some(&labels), &mut ctx)? {
-                log.events.image("images/samples_per_class", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, n, c, h, w, 8), step)?;
-            }
-        }
-        None => {
-            if let Some(s) = model.sample(64, None, &mut ctx)? {
-                log.events.image("images/samples", &Image::grid(&s.flatten_all()?.to_vec1::<f32>()?, 64, c, h, w, 8), step)?;
-            }
+    use crate::figures;
+    let samples_tag = if model.classes().is_some() { "images/samples_per_class" } else { "images/samples" };
+    let figs = [
+        ("images/reconstruction", figures::reconstructions(model, data, binarize, seed, 8)?),
+        (samples_tag, figures::samples(model, data, seed, 8 * if model.classes().is_some() { 1 } else { 8 }, None)?),
+        ("images/traversal", figures::traversal(model, data, binarize, seed)?),
+        ("images/interpolation", figures::interpolation(model, data, binarize, seed)?),
+        ("images/manifold", figures::manifold(model, data)?),
+        ("images/scatter", figures::scatter(model, data, seed)?),
+    ];
+    for (tag, fig) in figs {
+        if let Some(img) = fig {
+            log.events.image(tag, &img, step)?;
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ pub struct Ae {
     encoder: Encoder,
     decoder: Decoder,
     likelihood: Likelihood,
+    latent_dim: usize,
     varmap: VarMap,
 }
 
@@ -19,6 +20,7 @@ pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder)
         encoder: Encoder::new(spec, data.shape, 0, spec.latent_dim, vb.pp("encoder"))?,
         decoder: Decoder::new(spec, data.shape, spec.latent_dim, vb.pp("decoder"))?,
         likelihood: spec.likelihood,
+        latent_dim: spec.latent_dim,
         varmap: varmap.clone(),
     }))
 }
@@ -59,5 +61,13 @@ impl GenerativeModel for Ae {
 
     fn encode(&self, batch: &Batch) -> Result<Option<Tensor>> {
         self.encoder.forward(&batch.x, None).map(Some)
+    }
+
+    fn decode(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        to_data_space(self.likelihood, &self.decoder.forward(z)?).map(Some)
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
     }
 }

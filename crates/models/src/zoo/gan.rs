@@ -99,4 +99,12 @@ impl GenerativeModel for Gan {
     fn encode(&self, _batch: &Batch) -> Result<Option<Tensor>> {
         Ok(None)
     }
+
+    fn decode(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        to_data_space(self.likelihood, &self.generator.forward(z)?).map(Some)
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
 }

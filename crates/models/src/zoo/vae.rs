@@ -155,6 +155,15 @@ impl GenerativeModel for Vae {
         self.posterior(batch).map(|(mu, _)| Some(mu))
     }
 
+    fn decode(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let labels = self.sample_labels(z.dim(0)?, labels)?;
+        to_data_space(self.likelihood, &self.decode(z, labels.as_ref())?).map(Some)
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+
     fn classes(&self) -> Option<usize> {
         self.classes
     }

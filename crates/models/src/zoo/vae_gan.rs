@@ -158,4 +158,12 @@ impl GenerativeModel for VaeGan {
     fn encode(&self, batch: &Batch) -> Result<Option<Tensor>> {
         self.posterior(&batch.x).map(|(mu, _)| Some(mu))
     }
+
+    fn decode(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        to_data_space(self.likelihood, &self.decoder.forward(z)?).map(Some)
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
 }

@@ -1,0 +1,57 @@
+//! Using a trained trial: `vaelab sample | reconstruct | traverse | interpolate TRIAL_DIR -o out.png` load its
+//! resolved spec and checkpoint and draw the same pictures as its logs.
+
+use anyhow::Context;
+use std::path::Path;
+use vaelab_data::Dataset;
+use vaelab_models::GenerativeModel;
+use vaelab_track::image::Image;
+
+pub struct LoadedTrial {
+    pub spec: crate::spec::ExperimentSpec,
+    pub data: Dataset,
+    pub model: Box<dyn GenerativeModel>,
+}
+
+/// Rebuild a trial's model from `TRIAL_DIR/spec.yaml` and load `TRIAL_DIR/checkpoint.safetensors` into it.
+pub fn load_trial(dir: &Path) -> anyhow::Result<LoadedTrial> {
+    let spec_path = dir.join("spec.yaml");
+    let text = std::fs::read_to_string(&spec_path).with_context(|| format!("{} is not a trial directory (no spec.yaml)", dir.display()))?;
+    let spec: crate::spec::ExperimentSpec = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
+    let data = vaelab_data::load(&spec.data, spec.data.split_seed)?;
+    let varmap = candle_nn::VarMap::new();
+    let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+    let model = vaelab_models::build(&spec.model, &info, &varmap, spec.seed, &candle_core::Device::Cpu)?;
+    let ckpt = dir.join("checkpoint.safetensors");
+    anyhow::ensure!(ckpt.exists(), "{} has no checkpoint yet", dir.display());
+    let state = vaelab_train::load_checkpoint(&varmap, &ckpt)?;
+    eprintln!("loaded {} (step {})", ckpt.display(), state.step);
+    Ok(LoadedTrial { spec, data, model })
+}
+
+pub enum Picture {
+    Sample { n: usize, class: Option<usize> },
+    Reconstruct,
+    Traverse,
+    Interpolate,
+}
+
+/// Draw `what` for the trial in `dir` and write it to `out` as PNG.
+pub fn draw(dir: &Path, what: Picture, out: &Path) -> anyhow::Result<()> {
+    use vaelab_train::figures;
+    let t = load_trial(dir)?;
+    let (m, d, b, seed) = (t.model.as_ref(), &t.data, t.spec.data.binarize, t.spec.seed);
+    let (name, img): (&str, Option<Image>) = match what {
+        Picture::Sample { n, class } => match d.is_image() {
+            true => ("samples", figures::samples(m, d, seed, n, class)?),
+            false => ("samples", figures::scatter(m, d, seed)?),
+        },
+        Picture::Reconstruct => ("reconstructions", figures::reconstructions(m, d, b, seed, 8)?),
+        Picture::Traverse => ("latent traversals", figures::traversal(m, d, b, seed)?),
+        Picture::Interpolate => ("interpolations", figures::interpolation(m, d, b, seed)?),
+    };
+    let img = img.with_context(|| format!("a `{}` model on {} data has no {name}", t.spec.model.kind, d.name))?;
+    img.save_png(out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({}×{})", out.display(), img.width, img.height);
+    Ok(())
+}
