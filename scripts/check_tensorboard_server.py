@@ -38,7 +38,10 @@ def main(logdir):
             groups = get(port, "/data/plugin/hparams/session_groups", {
                 "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
                 "colParams": [], "startIndex": 0, "sliceSize": 1000})
-            if groups.get("sessionGroups") and all(g.get("metricValues") for g in groups["sessionGroups"]):
+            # Loaded when every trial has its metrics and its end status (the server reads files incrementally).
+            if groups.get("sessionGroups") and all(
+                    g.get("metricValues") and all(s.get("status", "STATUS_UNKNOWN") != "STATUS_UNKNOWN" for s in g.get("sessions", []))
+                    for g in groups["sessionGroups"]):
                 break
             time.sleep(0.5)
         out = {

@@ -213,10 +213,11 @@ fn checkpoints_load_in_python_and_draw_pictures() {
     assert!(py.status.success(), "{}", text(&py));
     let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let shapes = &v["shapes"];
-    // Encoder: conv 1→8, 8→16 (4×4), then 16·8·8 features + 3 one-hot classes → 2·3; decoder mirrors.
-    assert_eq!(shapes["encoder.conv0.weight"], serde_json::json!([8, 1, 4, 4]));
+    // Encoder: conv (1 + 3 label planes)→8, 8→16 (4×4), then 16·8·8 features → 2·3; decoder mirrors and
+    // takes z and the one-hot label.
+    assert_eq!(shapes["encoder.conv0.weight"], serde_json::json!([8, 1 + 3, 4, 4]));
     assert_eq!(shapes["encoder.conv1.weight"], serde_json::json!([16, 8, 4, 4]));
-    assert_eq!(shapes["encoder.out.weight"], serde_json::json!([6, 16 * 8 * 8 + 3]));
+    assert_eq!(shapes["encoder.out.weight"], serde_json::json!([6, 16 * 8 * 8]));
     assert_eq!(shapes["decoder.fc.weight"], serde_json::json!([16 * 8 * 8, 3 + 3]));
     assert_eq!(shapes["decoder.deconv1.weight"], serde_json::json!([8, 1, 4, 4]));
     assert_eq!(shapes["optim.0.0.m"], shapes["decoder.deconv0.bias"], "Adam moments beside the weights, name-sorted");

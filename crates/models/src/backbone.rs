@@ -61,13 +61,15 @@ impl Encoder {
             }
             Backbone::Conv => {
                 let last = conv_shape(spec, shape)?;
-                let mut c = shape[0];
+                // Extra inputs (a one-hot label) enter as constant image planes beside the pixels, so every
+                // conv layer sees them (as in PyTorch-VAE's conditional VAE).
+                let mut c = shape[0] + extra_in;
                 let mut convs = vec![];
                 for (i, &ch) in spec.channels.iter().enumerate() {
                     convs.push(fastconv::down(c, ch, vb.pp(format!("conv{i}")))?);
                     c = ch;
                 }
-                let flat = last.iter().product::<usize>() + extra_in;
+                let flat = last.iter().product::<usize>();
                 Ok(Encoder { body: EncoderBody::Conv(convs), out: candle_nn::linear(flat, out_dim, vb.pp("out"))?, slope })
             }
         }
@@ -81,8 +83,9 @@ impl Encoder {
         }
     }
 
-    /// The last hidden layer, flattened, with `extra` (e.g. a one-hot label) concatenated: the input of the
-    /// output layer. VAE-GAN measures reconstructions in this space of its discriminator.
+    /// The last hidden layer, flattened: the input of the output layer. `extra` (e.g. a one-hot label) joins
+    /// the input: concatenated to the flattened sample (MLP) or as constant planes (conv). VAE-GAN measures
+    /// reconstructions in this space of its discriminator.
     pub fn features(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
         let cat = |h: Tensor| match extra {
             Some(e) => Tensor::cat(&[&h, e], 1),
@@ -98,11 +101,18 @@ impl Encoder {
                 Ok(h)
             }
             EncoderBody::Conv(convs) => {
-                let mut h = x.clone();
+                let mut h = match extra {
+                    Some(e) => {
+                        let (b, _, hh, ww) = x.dims4()?;
+                        let planes = e.reshape((b, e.dim(1)?, 1, 1))?.broadcast_as((b, e.dim(1)?, hh, ww))?.contiguous()?;
+                        Tensor::cat(&[x, &planes], 1)?
+                    }
+                    None => x.clone(),
+                };
                 for c in convs {
                     h = self.act(c.forward(&h)?)?;
                 }
-                cat(h.flatten_from(1)?)
+                h.flatten_from(1)
             }
         }
     }
