@@ -65,13 +65,45 @@ fn load_datasets(trials: &[&Trial]) -> anyhow::Result<HashMap<String, Arc<Datase
     Ok(out)
 }
 
-/// The feature net of each labelled image dataset that a trial's `class_accuracy` needs: loaded from
-/// `<runs>/.feature-nets/` or trained there once (3 epochs on the training split) and reported.
-fn prepare_feature_nets(
-    trials: &[&Trial],
-    datasets: &HashMap<String, Arc<Dataset>>,
-    runs_dir: &std::path::Path,
-) -> anyhow::Result<HashMap<String, Arc<vaelab_metrics::FeatureNet>>> {
+/// A dataset's feature net for `class_accuracy`, loaded from `<runs>/.feature-nets/` or trained there (3 epochs
+/// on the training split) the first time a conditional model needs it — a sweep without one never pays.
+pub struct LazyFeatureNet {
+    path: PathBuf,
+    data: Arc<Dataset>,
+    net: std::sync::OnceLock<Result<Arc<vaelab_metrics::FeatureNet>, String>>,
+}
+
+impl LazyFeatureNet {
+    pub fn get(&self) -> anyhow::Result<Arc<vaelab_metrics::FeatureNet>> {
+        let r = self.net.get_or_init(|| {
+            let d = &self.data;
+            let shape = [d.sample_shape[0], d.sample_shape[1], d.sample_shape[2]];
+            let k = d.num_classes.unwrap_or(0);
+            let (train, test) = (d.train.labels.as_deref().unwrap_or(&[]), d.test.labels.as_deref().unwrap_or(&[]));
+            (|| -> anyhow::Result<Arc<vaelab_metrics::FeatureNet>> {
+                let net = if self.path.exists() {
+                    vaelab_metrics::FeatureNet::load(&self.path, shape, k)?
+                } else {
+                    let started = Instant::now();
+                    eprintln!("vaelab: training the {} feature net (3 epochs on {} images) for class_accuracy …", d.name, d.train.n);
+                    let net = vaelab_metrics::FeatureNet::train(shape, k, &d.train.x, train, 3, 0)?;
+                    std::fs::create_dir_all(self.path.parent().expect("under .feature-nets"))?;
+                    net.save(&self.path)?;
+                    eprintln!("vaelab: feature net trained in {:.0}s, saved to {}", started.elapsed().as_secs_f64(), self.path.display());
+                    net
+                };
+                eprintln!("vaelab: {} feature net: test accuracy {:.2}%", d.name, 100.0 * net.accuracy(&d.test.x, test)?);
+                Ok(Arc::new(net))
+            })()
+            .map_err(|e| format!("{e:#}"))
+        });
+        r.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+/// The feature nets the plan's `class_accuracy` metrics may need, checked up front (a labelled image
+/// dataset), trained lazily.
+fn prepare_feature_nets(trials: &[&Trial], datasets: &HashMap<String, Arc<Dataset>>, runs_dir: &std::path::Path) -> anyhow::Result<HashMap<String, Arc<LazyFeatureNet>>> {
     let mut out = HashMap::new();
     for t in trials {
         if !t.spec.metrics.contains(&crate::spec::MetricName::ClassAccuracy) {
@@ -82,26 +114,11 @@ fn prepare_feature_nets(
             continue;
         }
         let data = &datasets[&key];
-        let (Some(k), Some(train_labels), Some(test_labels), true) = (data.num_classes, &data.train.labels, &data.test.labels, data.is_image()) else {
+        if !(data.num_classes.is_some() && data.train.labels.is_some() && data.test.labels.is_some() && data.is_image()) {
             anyhow::bail!("trial {}: metric class_accuracy needs a labelled image dataset; {} is not one", t.id, data.name);
-        };
-        let shape = [data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]];
-        let dir = runs_dir.join(".feature-nets");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}-{:016x}.safetensors", data.name, crate::plan::fnv1a(key.as_bytes())));
-        let net = match path.exists() {
-            true => vaelab_metrics::FeatureNet::load(&path, shape, k)?,
-            false => {
-                let started = Instant::now();
-                eprintln!("vaelab: training the {} feature net (3 epochs on {} images) for class_accuracy …", data.name, data.train.n);
-                let net = vaelab_metrics::FeatureNet::train(shape, k, &data.train.x, train_labels, 3, 0)?;
-                net.save(&path)?;
-                eprintln!("vaelab: feature net trained in {:.0}s, saved to {}", started.elapsed().as_secs_f64(), path.display());
-                net
-            }
-        };
-        eprintln!("vaelab: {} feature net: test accuracy {:.2}%", data.name, 100.0 * net.accuracy(&data.test.x, test_labels)?);
-        out.insert(key, Arc::new(net));
+        }
+        let path = runs_dir.join(".feature-nets").join(format!("{}-{:016x}.safetensors", data.name, crate::plan::fnv1a(key.as_bytes())));
+        out.insert(key, Arc::new(LazyFeatureNet { path, data: data.clone(), net: Default::default() }));
     }
     Ok(out)
 }

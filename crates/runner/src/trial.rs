@@ -107,7 +107,7 @@ pub fn run_trial(
     trial: &Trial,
     dir: &TrialDir,
     data: &Dataset,
-    feature_net: Option<&vaelab_metrics::FeatureNet>,
+    feature_net: Option<&crate::schedule::LazyFeatureNet>,
     progress: &mut dyn FnMut(Progress),
     rungs: Vec<u64>,
     judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>,
@@ -181,7 +181,7 @@ pub fn run_trial(
             let extra = match m {
                 MetricName::ModeCoverage => mode_coverage(model.as_ref(), data, spec.seed)?,
                 MetricName::ClassAccuracy => match (model.classes(), feature_net) {
-                    (Some(k), Some(net)) => class_accuracy(model.as_ref(), net, k, spec.seed)?,
+                    (Some(k), Some(net)) => class_accuracy(model.as_ref(), net.get()?.as_ref(), k, spec.seed)?,
                     _ => vec![],
                 },
             };
