@@ -95,7 +95,7 @@ fn a_sweep_writes_every_output_and_the_vae_learns() {
         let names: Vec<&str> = m.get_column_names().iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["trial_id", "step", "epoch", "split", "metric", "value", "wall_time"]);
         let logged: std::collections::HashSet<Option<String>> = strings(&m, "metric").into_iter().collect();
-        for want in ["images_per_sec", "data_wait_ms", "recon"] {
+        for want in ["images_per_sec", "data_wait_ms", "lr", "recon"] {
             assert!(logged.contains(&Some(want.to_string())), "{want} logged in {}", dir.display());
         }
         let kind = std::fs::read_to_string(dir.join("spec.yaml")).unwrap();

@@ -184,6 +184,7 @@ pub fn train(
                 let (t0, s0) = last_log;
                 let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 log.scalar("train", "images_per_sec", step, ep, ips)?;
+                log.scalar("train", "lr", step, ep, spec.lr)?;
                 log.scalar("train", "data_wait_ms", step, ep, waited.as_secs_f64() * 1e3 / (step - s0) as f64)?;
                 waited = std::time::Duration::ZERO;
                 last_log = (Instant::now(), step);
