@@ -9,7 +9,8 @@ DIR="${SLURM_LOCAL_DIR:-/tmp/vaelab-slurm}"
 CONF=/etc/slurm/slurm.conf
 
 install() {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }
 }
 
 start() {
