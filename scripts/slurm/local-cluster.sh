@@ -14,6 +14,10 @@ install() {
 }
 
 start() {
+  if command -v sinfo >/dev/null && pgrep -x slurmctld >/dev/null && sinfo -h -o '%T' 2>/dev/null | grep -qE '^idle'; then
+    echo "slurm: already up ($(sinfo -h -o '%N %c CPUs %T'))"; return 0
+  fi
+  stop >/dev/null 2>&1 || true
   command -v slurmctld >/dev/null || install
   # A fresh cluster each time: no jobs or node states recovered from an earlier one.
   rm -rf "$DIR"
