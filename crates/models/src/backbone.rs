@@ -117,6 +117,11 @@ impl Encoder {
         }
     }
 
+    /// The output layer applied to [`Encoder::features`].
+    pub fn head(&self, features: &Tensor) -> Result<Tensor> {
+        self.out.forward(features)
+    }
+
     pub fn forward(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
         self.out.forward(&self.features(x, extra)?)
     }

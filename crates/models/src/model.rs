@@ -54,6 +54,14 @@ pub trait GenerativeModel: Send {
     /// The objective of `phase` (an index into `phases()`) on `batch`.
     fn loss(&self, phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses>;
 
+    /// Every phase's objective from one forward pass, for models whose networks are updated simultaneously
+    /// (VAE-GAN, as in Larsen et al.): the trainer computes all gradients before applying any update, so all
+    /// phases see the same parameters. `None` (the default): phases run one after another, each with its own
+    /// pass through `loss`. Only used when every phase has `repeats: 1`.
+    fn joint_losses(&self, _batch: &Batch, _ctx: &mut ModelCtx) -> Result<Option<Vec<Losses>>> {
+        Ok(None)
+    }
+
     /// Evaluation metrics per example, shape `[B]` each; the trainer averages them over the test split.
     fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>>;
 

@@ -227,3 +227,29 @@ fn init_is_seeded() {
     assert_eq!(weights(4), weights(4));
     assert_ne!(weights(4), weights(5));
 }
+
+/// VAE-GAN's simultaneous update: the three objectives come from one pass; each gradient, applied to its own
+/// group only, moves only that group.
+#[test]
+fn vae_gan_joint_update_moves_each_group_by_its_own_objective() {
+    let varmap = VarMap::new();
+    let model = vaelab_models::build(&spec("vae_gan", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 5, &Device::Cpu).unwrap();
+    let groups = model.param_groups();
+    let phases = model.phases();
+    let batch = Batch { x: Tensor::rand(0f32, 1f32, (6, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let all = model.joint_losses(&batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap().expect("vae_gan has a joint update");
+    assert_eq!(all.len(), phases.len());
+    let grads: Vec<_> = all.iter().map(|l| l.objective.backward().unwrap()).collect();
+    for (pi, (phase, g)) in phases.iter().zip(&grads).enumerate() {
+        let before: Vec<Vec<Tensor>> = groups.iter().map(|g| snapshot(&g.vars)).collect();
+        let mut opt = candle_nn::AdamW::new_lr(groups[phase.group].vars.clone(), 1e-2).unwrap();
+        opt.step(g).unwrap();
+        for (gi, grp) in groups.iter().enumerate() {
+            assert_eq!(changed(&grp.vars, &before[gi]), gi == phase.group, "phase {pi} vs group {}", grp.name);
+        }
+    }
+    // Models without a joint update say so.
+    let vae = vaelab_models::build(&spec("vae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 5, &Device::Cpu).unwrap();
+    assert!(vae.joint_losses(&batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap().is_none());
+}

@@ -158,20 +158,43 @@ pub fn train(
             let mut noise_rng = stream(seed, NOISE, step);
             // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
-            for (pi, phase) in phases.iter().enumerate() {
-                let mut last = vec![];
-                for _ in 0..phase.repeats {
-                    let mut ctx = ModelCtx { rng: &mut noise_rng, step };
-                    let losses = model.loss(pi, &batch, &mut ctx)?;
-                    let value = losses.objective.to_scalar::<f32>()?;
-                    if !value.is_finite() {
+            let joint = match phases.iter().all(|p| p.repeats == 1) {
+                true => model.joint_losses(&batch, &mut ModelCtx { rng: &mut noise_rng, step })?,
+                false => None,
+            };
+            if let Some(all) = joint {
+                // Simultaneous update: every gradient from the same parameters, then every step.
+                let mut grads = Vec::with_capacity(all.len());
+                for l in &all {
+                    if !l.objective.to_scalar::<f32>()?.is_finite() {
                         return Err(TrainError::Diverged { step });
                     }
-                    opts[phase.group].backward_step(&losses.objective)?;
-                    last = losses.terms;
+                    grads.push(l.objective.backward()?);
                 }
-                for (name, t) in &last {
-                    terms.push((name, t.to_scalar::<f32>()?));
+                for (phase, g) in phases.iter().zip(&grads) {
+                    opts[phase.group].step(g)?;
+                }
+                for l in &all {
+                    for (name, t) in &l.terms {
+                        terms.push((name, t.to_scalar::<f32>()?));
+                    }
+                }
+            } else {
+                for (pi, phase) in phases.iter().enumerate() {
+                    let mut last = vec![];
+                    for _ in 0..phase.repeats {
+                        let mut ctx = ModelCtx { rng: &mut noise_rng, step };
+                        let losses = model.loss(pi, &batch, &mut ctx)?;
+                        let value = losses.objective.to_scalar::<f32>()?;
+                        if !value.is_finite() {
+                            return Err(TrainError::Diverged { step });
+                        }
+                        opts[phase.group].backward_step(&losses.objective)?;
+                        last = losses.terms;
+                    }
+                    for (name, t) in &last {
+                        terms.push((name, t.to_scalar::<f32>()?));
+                    }
                 }
             }
             let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
