@@ -231,3 +231,37 @@ fn slurm_array_matches_a_local_run() {
         assert_eq!(a.column(col).unwrap(), b.column(col).unwrap(), "column {col}");
     }
 }
+
+/// A checkpoint with flipped bytes or cut short is refused at resume (checksum / format), reported in the
+/// trial's status, and the trial starts over — ending with exactly the numbers of a clean run.
+#[test]
+fn corrupt_checkpoints_are_detected_and_never_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("c.yaml");
+    std::fs::write(&spec, "name: c\nseed: 2\ndata: {kind: ring8, n_train: 1000, n_test: 200}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\ntrain: {steps: 100, batch_size: 32, eval_every: 50}\n").unwrap();
+    let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let sweep = sweep_dir(&tmp.path().join("runs"), "c");
+    let trial = trials(&sweep).pop().unwrap();
+    let clean = status(&trial);
+    let ckpt = trial.join("checkpoint.safetensors");
+    let good = std::fs::read(&ckpt).unwrap();
+    for (how, damaged, says) in [
+        ("flipped bytes", { let mut b = good.clone(); let n = b.len(); for i in (n - 400..n - 10).step_by(37) { b[i] ^= 0x5a; } b }, "checksum mismatch"),
+        ("truncated", good[..good.len() / 2].to_vec(), "is corrupt"),
+    ] {
+        // As if the runner died mid-trial: status running, the damaged checkpoint on disk.
+        let st = std::fs::read_to_string(trial.join("status.yaml")).unwrap().replace("status: completed", "status: running");
+        std::fs::write(trial.join("status.yaml"), st).unwrap();
+        std::fs::write(&ckpt, &damaged).unwrap();
+        let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
+        assert!(out.status.success(), "{how}: {}", text(&out));
+        let s = status(&trial);
+        assert_eq!(s["status"], "completed", "{how}");
+        let reason = s["reason"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains(says) && reason.contains("restarted from scratch"), "{how}: reason {reason:?}");
+        assert!(s["resumed_from"].is_null(), "{how}: nothing was resumed from the damaged file");
+        assert_eq!(s["final_metrics"], clean["final_metrics"], "{how}: the restart reproduces the clean run");
+        safetensors::SafeTensors::deserialize(&std::fs::read(&ckpt).unwrap()).expect("a fresh, valid checkpoint");
+    }
+}
