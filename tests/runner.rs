@@ -265,3 +265,53 @@ fn corrupt_checkpoints_are_detected_and_never_loaded() {
         safetensors::SafeTensors::deserialize(&std::fs::read(&ckpt).unwrap()).expect("a fresh, valid checkpoint");
     }
 }
+
+/// Disk full: trials write into a 1.5 MB tmpfs. A finished trial's checkpoint stays intact; trials whose
+/// checkpoints do not fit end `failed` with "No space left on device" (no half-written file left behind), the
+/// sweep goes on to its end and exits 1. Needs root to mount the tmpfs (CI runs as root).
+#[test]
+fn a_full_disk_fails_trials_cleanly_and_keeps_earlier_checkpoints() {
+    if !Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false) {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let m = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"]).arg(&small).output().unwrap();
+    assert!(m.status.success(), "mount a tmpfs: {}", text(&m));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let runs = small.join("runs");
+    let write = |name: &str, hidden: &str| {
+        let p = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(&p, format!("name: {name}\ndata: {{kind: ring8, n_train: 2000, n_test: 200}}\nmodel: {{kind: vae, hidden: {hidden}, likelihood: gaussian}}\ntrain: {{steps: 40, batch_size: 32, eval_every: 20}}\nsweep:\n  grid: {{model.latent_dim: [2, 3]}}\n  jobs: 1\n")).unwrap();
+        p
+    };
+    let (fits, too_big) = (write("fits", "[16]"), write("big", "[256, 256]"));
+    let out = vaelab(&["run", fits.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let kept: Vec<(PathBuf, Vec<u8>)> = trials(&sweep_dir(&runs, "fits")).iter().map(|t| (t.join("checkpoint.safetensors"), std::fs::read(t.join("checkpoint.safetensors")).unwrap())).collect();
+
+    let out = vaelab(&["run", too_big.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(1), "some trials failed: {}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    for t in trials(&sweep_dir(&runs, "big")) {
+        let s = status(&t);
+        assert_eq!(s["status"], "failed", "{}", t.display());
+        assert!(s["reason"].as_str().unwrap().contains("No space left on device"), "{:?}", s["reason"]);
+        for e in std::fs::read_dir(&t).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!name.contains(".tmp"), "no temporary file left: {name}");
+        }
+    }
+    for (path, bytes) in kept {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{} untouched", path.display());
+        safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    }
+}
