@@ -207,3 +207,28 @@ fn a_rerun_skips_completed_trials() {
     assert!(second.status.success());
     assert!(text(&second).contains("4 already completed"), "{}", text(&second));
 }
+
+/// Hostile specs: a YAML alias bomb and experiment names that would escape the runs directory are refused
+/// quickly with a clear error, and nothing is written.
+#[test]
+fn hostile_specs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb += &format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1);
+    }
+    bomb += "name: bomb\ndata: {kind: ring8}\nmodel: {kind: vae}\n";
+    let p = write_spec(tmp.path(), "bomb.yaml", &bomb);
+    let t = std::time::Instant::now();
+    let out = vaelab(&["run", p.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(t.elapsed().as_secs() < 10, "refused quickly");
+    assert!(text(&out).contains("bomb.yaml"), "{}", text(&out));
+    for name in ["../escape", "/abs/path", ".hidden", "a/b", "nul\\0byte"] {
+        let p = write_spec(tmp.path(), "n.yaml", &format!("name: \"{name}\"\ndata: {{kind: ring8}}\nmodel: {{kind: vae}}\n"));
+        let out = vaelab(&["run", p.to_str().unwrap()], tmp.path());
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains("key `name`") && text(&out).contains("not a valid experiment name"), "{name}: {}", text(&out));
+    }
+    assert!(!tmp.path().join("runs").exists(), "nothing written");
+}
