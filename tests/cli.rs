@@ -213,17 +213,18 @@ fn a_rerun_skips_completed_trials() {
 #[test]
 fn hostile_specs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for i in 1..10 {
-        bomb += &format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1);
+    // 10^9 copies once expanded, hidden inside a valid key.
+    let mut bomb = String::from("name: bomb\ndata: {kind: ring8}\nmodel: {kind: vae}\nsweep:\n  grid:\n    model.hidden: [&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]");
+    for i in 1..9 {
+        bomb += &format!(", &a{i} [{}]", vec![format!("*a{}", i - 1); 10].join(", "));
     }
-    bomb += "name: bomb\ndata: {kind: ring8}\nmodel: {kind: vae}\n";
+    bomb += "]\n";
     let p = write_spec(tmp.path(), "bomb.yaml", &bomb);
     let t = std::time::Instant::now();
     let out = vaelab(&["run", p.to_str().unwrap()], tmp.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(t.elapsed().as_secs() < 10, "refused quickly");
-    assert!(text(&out).contains("bomb.yaml"), "{}", text(&out));
+    assert!(text(&out).contains("bomb.yaml") && text(&out).contains("repetition limit exceeded"), "{}", text(&out));
     for name in ["../escape", "/abs/path", ".hidden", "a/b", "nul\\0byte"] {
         let p = write_spec(tmp.path(), "n.yaml", &format!("name: \"{name}\"\ndata: {{kind: ring8}}\nmodel: {{kind: vae}}\n"));
         let out = vaelab(&["run", p.to_str().unwrap()], tmp.path());
