@@ -233,3 +233,77 @@ fn hostile_specs_are_refused() {
     }
     assert!(!tmp.path().join("runs").exists(), "nothing written");
 }
+
+/// Mutated copies of every spec in experiments/ (characters deleted, lines dropped or repeated, values
+/// replaced, keys misspelled, files cut short; seeded): `vaelab validate` either accepts the spec or refuses
+/// it with a located error — it never panics.
+#[test]
+fn mutated_example_specs_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261122);
+    let (mut accepted, mut refused) = (0, 0);
+    let mut specs: Vec<_> = std::fs::read_dir(repo().join("experiments")).unwrap().map(|e| e.unwrap().path()).collect();
+    specs.sort();
+    for spec in specs {
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for k in 0..40 {
+            let mutated = match k % 6 {
+                0 => {
+                    let mut c: Vec<char> = text.chars().collect();
+                    let i = rng.random_range(0..c.len());
+                    c.remove(i);
+                    c.into_iter().collect::<String>()
+                }
+                1 => {
+                    let i = rng.random_range(0..lines.len());
+                    lines.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, l)| *l).collect::<Vec<_>>().join("\n")
+                }
+                2 => {
+                    let i = rng.random_range(0..lines.len());
+                    let mut v = lines.clone();
+                    v.insert(i, lines[i]);
+                    v.join("\n")
+                }
+                3 => {
+                    // Replace a value by something of the wrong type or range.
+                    let bad = ["-1", "0", "\"lots\"", "[]", "{}", "1e400", "null", "~", "NaN", "-0.0", "99999999999999999999"];
+                    let i = rng.random_range(0..lines.len());
+                    let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                    if let Some((key, _)) = v[i].split_once(": ") {
+                        v[i] = format!("{key}: {}", bad[rng.random_range(0..bad.len())]);
+                    }
+                    v.join("\n")
+                }
+                4 => {
+                    let i = rng.random_range(0..lines.len());
+                    let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                    v[i] = v[i].replacen(':', "x:", 1);
+                    v.join("\n")
+                }
+                _ => {
+                    let cut = rng.random_range(0..text.len());
+                    text.char_indices().take_while(|(i, _)| *i < cut).map(|(_, c)| c).collect()
+                }
+            };
+            let p = write_spec(tmp.path(), "m.yaml", &mutated);
+            let out = vaelab(&["validate", p.to_str().unwrap()], tmp.path());
+            match out.status.code() {
+                Some(0) => accepted += 1,
+                Some(2) => {
+                    refused += 1;
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    assert!(err.starts_with(&format!("error: {}:", p.display())), "unlocated error for {}:\n{err}\n---\n{mutated}", spec.display());
+                }
+                other => panic!("{} mutation {k}: exit {other:?}\n{}\n---\n{mutated}", spec.display(), text_of(&out)),
+            }
+        }
+    }
+    eprintln!("mutated specs: {} validated, {accepted} accepted, {refused} refused with a located error, 0 panics", accepted + refused);
+    assert!(refused > 50 && accepted > 0, "accepted {accepted}, refused {refused}");
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
+}
