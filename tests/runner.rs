@@ -268,7 +268,7 @@ fn corrupt_checkpoints_are_detected_and_never_loaded() {
 
 /// Disk full: trials write into a 1.5 MB tmpfs. A finished trial's checkpoint stays intact; trials whose
 /// checkpoints do not fit end `failed` with "No space left on device" (no half-written file left behind), the
-/// sweep goes on to its end and exits 1. Needs root to mount the tmpfs (CI runs as root).
+/// sweep goes on to its end and exits 1. Needs root and mount rights (this machine and CI have both).
 #[test]
 fn a_full_disk_fails_trials_cleanly_and_keeps_earlier_checkpoints() {
     if !Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false) {
@@ -279,7 +279,12 @@ fn a_full_disk_fails_trials_cleanly_and_keeps_earlier_checkpoints() {
     let small = tmp.path().join("small");
     std::fs::create_dir_all(&small).unwrap();
     let m = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"]).arg(&small).output().unwrap();
-    assert!(m.status.success(), "mount a tmpfs: {}", text(&m));
+    if !m.status.success() {
+        // A container without mount rights (RLIMIT_FSIZE would kill the process with SIGXFSZ instead of
+        // failing the write, so it is no substitute).
+        eprintln!("skipped: cannot mount a tmpfs here: {}", text(&m));
+        return;
+    }
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
