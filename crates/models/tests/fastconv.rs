@@ -8,6 +8,21 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
+/// Our layer and candle's, sharing the weights in `vm`, give the same output and the same gradients (w.r.t.
+/// input and weights) of a random projection of it.
+fn assert_same(ours: &dyn Module, theirs: &dyn Module, vm: &VarMap, x: &Var, case: (usize, usize, usize, usize, usize)) {
+    let (ya, yb) = (ours.forward(x).unwrap(), theirs.forward(x).unwrap());
+    assert_eq!(ya.dims(), yb.dims());
+    assert!(max_diff(&ya, &yb) < 1e-4, "forward {case:?}: {}", max_diff(&ya, &yb));
+    let r = Tensor::randn(0f32, 1f32, ya.dims(), x.device()).unwrap();
+    let ga = (ya * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gb = (yb * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in vm.all_vars().iter().map(|v| v.as_tensor().clone()).chain([x.as_tensor().clone()]) {
+        let (a, b) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
+        assert!(max_diff(a, b) < 1e-3, "gradient {:?}: {}", v.dims(), max_diff(a, b));
+    }
+}
+
 #[test]
 fn down_equals_candle_conv2d() {
     let dev = Device::Cpu;
@@ -18,17 +33,7 @@ fn down_equals_candle_conv2d() {
         let cfg = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
         let theirs = candle_nn::conv2d(c, o, 4, cfg, VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev).pp("l")).unwrap();
         let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, (b, c, h, w), &dev).unwrap()).unwrap();
-        let (ya, yb) = (ours.forward(&x).unwrap(), theirs.forward(&x).unwrap());
-        assert_eq!(ya.dims(), yb.dims());
-        assert!(max_diff(&ya, &yb) < 1e-4, "forward {:?}: {}", (b, c, o, h, w), max_diff(&ya, &yb));
-        // Gradients of a random projection of the output, w.r.t. input and weights.
-        let r = Tensor::randn(0f32, 1f32, ya.dims(), &dev).unwrap();
-        let ga = (ya * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (yb * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in vm.all_vars().iter().map(|v| v.as_tensor().clone()).chain([x.as_tensor().clone()]) {
-            let (a, b) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
-            assert!(max_diff(a, b) < 1e-3, "gradient {:?}: {}", v.dims(), max_diff(a, b));
-        }
+        assert_same(&ours, &theirs, &vm, &x, (b, c, o, h, w));
     }
 }
 
@@ -42,15 +47,6 @@ fn up_equals_candle_conv_transpose2d() {
         let cfg = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
         let theirs = candle_nn::conv_transpose2d(c, o, 4, cfg, VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev).pp("l")).unwrap();
         let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, (b, c, h, w), &dev).unwrap()).unwrap();
-        let (ya, yb) = (ours.forward(&x).unwrap(), theirs.forward(&x).unwrap());
-        assert_eq!(ya.dims(), yb.dims());
-        assert!(max_diff(&ya, &yb) < 1e-4, "forward {:?}: {}", (b, c, o, h, w), max_diff(&ya, &yb));
-        let r = Tensor::randn(0f32, 1f32, ya.dims(), &dev).unwrap();
-        let ga = (ya * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (yb * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in vm.all_vars().iter().map(|v| v.as_tensor().clone()).chain([x.as_tensor().clone()]) {
-            let (a, b) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
-            assert!(max_diff(a, b) < 1e-3, "gradient {:?}: {}", v.dims(), max_diff(a, b));
-        }
+        assert_same(&ours, &theirs, &vm, &x, (b, c, o, h, w));
     }
 }
