@@ -1,15 +1,9 @@
 //! `vaelab compare`: a sweep's trials grouped by hyperparameters, mean ± std of a metric over seeds, and the
 //! best trial of each group — a Polars group-by over `trials.parquet`.
 
+use crate::summary::is_hparam_column;
 use polars::prelude::*;
 use std::path::Path;
-
-/// Columns of `trials.parquet` that are not hyperparameters.
-fn is_bookkeeping(c: &str) -> bool {
-    matches!(c, "trial_id" | "index" | "status" | "steps" | "wall_time_s" | "images_per_sec" | "pruned_at" | "resumed_from" | "reason")
-        || c.starts_with("final_")
-        || c.starts_with("best_")
-}
 
 pub struct Comparison {
     pub metric: String,
@@ -32,10 +26,10 @@ pub fn compare(sweep_dir: &Path, by: &[String], metric: Option<&str>) -> anyhow:
             format!("final_{}", &best["best_".len()..])
         }
     };
-    let by: Vec<String> = if by.is_empty() { names.iter().filter(|c| !is_bookkeeping(c) && *c != "seed").cloned().collect() } else { by.to_vec() };
+    let by: Vec<String> = if by.is_empty() { names.iter().filter(|c| is_hparam_column(c) && *c != "seed").cloned().collect() } else { by.to_vec() };
     for k in &by {
         if !names.contains(k) {
-            anyhow::bail!("--by {k}: not a column of {} (hyperparameters: {})", path.display(), names.iter().filter(|c| !is_bookkeeping(c)).cloned().collect::<Vec<_>>().join(", "));
+            anyhow::bail!("--by {k}: not a column of {} (hyperparameters: {})", path.display(), names.iter().filter(|c| is_hparam_column(c)).cloned().collect::<Vec<_>>().join(", "));
         }
     }
     let m = col(metric.as_str());

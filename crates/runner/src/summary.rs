@@ -114,6 +114,14 @@ fn write_hparams_experiment(sweep_dir: &Path, statuses: &[TrialStatus]) -> anyho
     Ok(())
 }
 
+/// The columns `trials_frame` writes besides the hyperparameters and the `final_*` / `best_*` metrics.
+const TRIAL_COLUMNS: &[&str] = &["trial_id", "index", "status", "steps", "wall_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"];
+
+/// Whether a column of trials.parquet is a swept hyperparameter.
+pub fn is_hparam_column(c: &str) -> bool {
+    !(TRIAL_COLUMNS.contains(&c) || c.starts_with("final_") || c.starts_with("best_"))
+}
+
 /// Rebuild `sweep_dir/trials.parquet` (and the HParams experiment summary) from the trial directories;
 /// returns the frame.
 pub fn collect(sweep_dir: &Path) -> anyhow::Result<DataFrame> {
