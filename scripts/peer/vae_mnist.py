@@ -94,6 +94,30 @@ def evaluate(model, test, gen, batch=500):
     return dict(zip(["neg_elbo", "recon", "kl"], (s / len(test)).tolist()))
 
 
+@torch.no_grad()
+def iwae_nll(model, test, gen, k, n, chunk=250):
+    """Importance-weighted estimate of −log p(x) (Burda et al.) with k samples of q(z|x), over the first n
+    test images binarized once. Returns the mean and its standard error, in nats."""
+    x_all = torch.bernoulli(test[:n], generator=gen)
+    out = []
+    for x in x_all:
+        x = x.unsqueeze(0)
+        mu, logvar = model.posterior(x)
+        logw = []
+        for c in range(0, k, chunk):
+            m = min(chunk, k - c)
+            eps = torch.randn(m, mu.shape[1], generator=gen)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            log_px = -F.binary_cross_entropy_with_logits(model.decode(z), x.expand(m, -1, -1, -1),
+                                                         reduction="none").flatten(1).sum(1)
+            log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+            log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(1)
+            logw.append(log_px + log_pz - log_qz)
+        out.append(-(torch.logsumexp(torch.cat(logw), 0) - math.log(k)).item())
+    a = np.array(out)
+    return {"iwae_nll": float(a.mean()), "iwae_nll_se": float(a.std(ddof=1) / math.sqrt(len(a))), "k": k, "n": n}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(os.environ.get("VAELAB_DATA", "data"), "mnist"))
@@ -103,6 +127,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every-epochs", type=int, default=5)
+    ap.add_argument("--iwae-k", type=int, default=0, help="importance samples for the final IWAE NLL (0: skip)")
+    ap.add_argument("--iwae-n", type=int, default=1000, help="test images the IWAE NLL averages over")
+    ap.add_argument("--save", help="write the trained model's state_dict here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -129,8 +156,14 @@ def main():
             m = evaluate(model, test, gen)
             print(json.dumps({"epoch": epoch, "step": epoch * steps_per_epoch, **m,
                               "images_per_sec": epoch * steps_per_epoch * args.batch / train_time}), flush=True)
-    print(json.dumps({"final": evaluate(model, test, gen), "epochs": args.epochs, "wall_s": time.time() - started,
-                      "images_per_sec": args.epochs * steps_per_epoch * args.batch / train_time,
+    if args.save:
+        torch.save(model.state_dict(), args.save)
+    final = {"final": evaluate(model, test, gen)}
+    if args.iwae_k:
+        t0 = time.time()
+        final["iwae"] = {**iwae_nll(model, test, gen, args.iwae_k, args.iwae_n), "seconds": time.time() - t0}
+    print(json.dumps({**final, "epochs": args.epochs, "wall_s": time.time() - started,
+                      "images_per_sec": args.epochs * steps_per_epoch * args.batch / max(train_time, 1e-9),
                       "torch": torch.__version__, "threads": args.threads}), flush=True)
 
 
