@@ -1,6 +1,6 @@
 //! `vaelab`: train, sweep and compare generative models from a YAML spec.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +56,23 @@ enum Command {
         /// Write the result here instead of stdout (required for parquet).
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Compute metrics on a trained trial (its last checkpoint), e.g. `--metric '{iwae_nll: {k: 1000}}'`.
+    Evaluate {
+        trial_dir: PathBuf,
+        /// Metric entries as in a spec's `metrics:` list (a name, or `{name: {n, k}}`); repeatable.
+        #[arg(long = "metric", required = true)]
+        metrics: Vec<String>,
+        /// Where feature nets are cached (`<runs>/.feature-nets/`).
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Train (or load) and cache vaelab's feature net for each labelled image dataset of a spec — the
+    /// classifier FID-LeNet, precision/recall and class accuracy are computed with.
+    TrainFeatureNet {
+        spec: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
     },
     /// Samples from a trained trial's model (per class for conditional models) as a PNG grid.
     Sample {
@@ -184,6 +201,42 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Evaluate { trial_dir, metrics, runs_dir } => {
+            let parsed: Result<Vec<vaelab_runner::spec::MetricSpec>> = metrics.iter().map(|m| vaelab_runner::spec::MetricSpec::parse(m).with_context(|| format!("--metric {m}"))).collect();
+            match parsed.and_then(|ms| vaelab_runner::inspect::evaluate(&trial_dir, &ms, &runs_dir)) {
+                Ok(values) => {
+                    for (k, v) in values {
+                        out!("{k}\t{v:.6}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::TrainFeatureNet { spec, runs_dir } => {
+            let (_, plan) = match load(&spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match vaelab_runner::schedule::train_feature_nets(&plan, &runs_dir) {
+                Ok(paths) => {
+                    for p in paths {
+                        out!("{}", p.display());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Sample { trial_dir, n, class, output } => picture(&trial_dir, Picture::Sample { n, class }, &output),
         Command::Reconstruct { trial_dir, output } => picture(&trial_dir, Picture::Reconstruct, &output),
         Command::Traverse { trial_dir, output } => picture(&trial_dir, Picture::Traverse, &output),

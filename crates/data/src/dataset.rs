@@ -33,6 +33,20 @@ pub struct Dataset {
     /// Held out from the training split when `data.validation` is set (`n = 0` otherwise).
     pub val: Split,
     pub test: Split,
+    /// Renders the observation of any factor combination, where the dataset can (dSprites: the procedural
+    /// renderer, or a lookup in the whole real archive). The BetaVAE and FactorVAE scores need it to draw
+    /// batches that share one factor.
+    pub observe: Option<Observe>,
+}
+
+/// Observation of one factor row, written into a `dim`-long buffer.
+#[derive(Clone)]
+pub struct Observe(pub std::sync::Arc<dyn Fn(&[u32], &mut [f32]) + Send + Sync>);
+
+impl std::fmt::Debug for Observe {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("Observe(..)")
+    }
 }
 
 impl Dataset {

@@ -22,5 +22,5 @@ pub mod spec;
 pub mod toy;
 
 pub use batch::{Binarize, EpochBatches};
-pub use dataset::{Dataset, Split};
+pub use dataset::{Dataset, Observe, Split};
 pub use spec::{load, DataKind, DataSpec};

@@ -181,6 +181,7 @@ fn load_splits(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train: mk(trx, trl, spec.n_train, &mut rng),
                 val: Split::default(),
                 test: mk(tex, tel, spec.n_test, &mut rng),
+                observe: None,
             })
         }
         DataKind::Ring8 | DataKind::Grid25 | DataKind::SwissRoll | DataKind::TwoMoons => {
@@ -203,6 +204,7 @@ fn load_splits(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train: split(n_train, &mut rng),
                 val: Split::default(),
                 test: split(n_test, &mut rng),
+                observe: None,
             })
         }
         DataKind::Mnist | DataKind::FashionMnist => {
@@ -245,6 +247,7 @@ fn load_splits(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train,
                 val: Split::default(),
                 test,
+                observe: None,
             })
         }
     }
@@ -277,7 +280,16 @@ fn real_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Result<Dataset> {
         labels: None,
         factors: Some(idx.iter().flat_map(|&i| factors[i * 5..(i + 1) * 5].iter().copied()).collect()),
     };
-    Ok(dsprites_dataset(size, take(&order[..n_train]), take(&order[n_train..n_train + n_test])))
+    let (train, test) = (take(&order[..n_train]), take(&order[n_train..n_train + n_test]));
+    // The whole archive stays in memory (as disentanglement_lib keeps it) so any factor row can be looked up.
+    let px = std::sync::Arc::new(px);
+    let observe = crate::Observe(std::sync::Arc::new(move |f: &[u32], out: &mut [f32]| {
+        let i = dsprites::combination_index([f[0], f[1], f[2], f[3], f[4]]);
+        for (o, &p) in out.iter_mut().zip(&px[i * dim..(i + 1) * dim]) {
+            *o = p as f32;
+        }
+    }));
+    Ok(Dataset { observe: Some(observe), ..dsprites_dataset(size, train, test) })
 }
 
 /// A dSprites dataset (procedural or real) from its two splits. The class label is the shape (square,
@@ -297,6 +309,7 @@ fn dsprites_dataset(size: usize, mut train: Split, mut test: Split) -> Dataset {
         train,
         val: Split::default(),
         test,
+        observe: None,
     }
 }
 
@@ -318,5 +331,6 @@ fn procedural_dsprites(spec: &DataSpec, rng: &mut ChaCha8Rng) -> Dataset {
         }
         Split { x, n: combos.len(), labels: None, factors: Some(factors) }
     };
-    dsprites_dataset(size, render(&order[..n_train]), render(&order[n_train..n_train + n_test]))
+    let observe = crate::Observe(std::sync::Arc::new(move |f: &[u32], out: &mut [f32]| dsprites::render_into([f[0], f[1], f[2], f[3], f[4]], size, out)));
+    Dataset { observe: Some(observe), ..dsprites_dataset(size, render(&order[..n_train]), render(&order[n_train..n_train + n_test])) }
 }

@@ -1,10 +1,20 @@
 //! Evaluation metrics for vaelab.
 //!
-//! Most metrics are plain functions over `f32`/`f64` slices, so they are easy to test against known answers.
-//! The trainer averages per-example model metrics with [`MeanOf`]. Metrics that need a network of their own
-//! (class accuracy of samples, FID-LeNet) use [`feature_net::FeatureNet`], trained on the real data.
+//! Every metric is a plain function over numbers (codes, log-weights, features, pixels), so each is tested
+//! against a known answer; the runner feeds them from the model and the data.
+//! - [`likelihood`]: IWAE NLL bound, KL per latent dimension, active units.
+//! - [`frechet`]: Fréchet distance and precision/recall, in the feature space of [`FeatureNet`] (FID-LeNet).
+//! - [`disentangle`]: BetaVAE and FactorVAE scores, MIG, DCI (disentanglement_lib's protocols).
+//! - [`ssim`]: structural similarity of reconstructions.
+//! - [`mode_coverage`]: VEEGAN's modes covered and high-quality share on 2D toys.
+//!
+//! The trainer averages per-example model metrics with [`MeanOf`].
 
+pub mod disentangle;
 pub mod feature_net;
+pub mod frechet;
+pub mod likelihood;
+pub mod ssim;
 pub use feature_net::FeatureNet;
 
 /// Running means of named per-example values over a whole split.

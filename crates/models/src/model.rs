@@ -84,6 +84,18 @@ pub trait GenerativeModel: Send {
         Ok(None)
     }
 
+    /// Parameters (μ, log σ²) of a Gaussian posterior q(z|x), `[B, latent_dim]` each, for models that have
+    /// one. Feeds KL per dimension and active units.
+    fn posterior_params(&self, _batch: &Batch) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
+
+    /// `k` log importance weights log p(x, z_i) − log q(z_i | x), z_i ~ q(z|x), per example: `[B, k]`. For
+    /// models with an explicit likelihood and posterior; the IWAE bound (Burda et al.) reduces them.
+    fn log_importance_weights(&self, _batch: &Batch, _k: usize, _ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
     /// Width of the latent code `encode` returns and `decode` takes.
     fn latent_dim(&self) -> usize;
 

@@ -253,3 +253,37 @@ fn vae_gan_joint_update_moves_each_group_by_its_own_objective() {
     let vae = vaelab_models::build(&spec("vae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 5, &Device::Cpu).unwrap();
     assert!(vae.joint_losses(&batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap().is_none());
 }
+
+#[test]
+fn importance_weights_average_to_the_elbo_and_tighten_with_k() {
+    // E_q[log w] is the ELBO, so the mean of −log w over many samples matches the analytic −ELBO that
+    // `eval` reports (averaged over its own noise); log-mean-exp over k samples can only be tighter.
+    let varmap = VarMap::new();
+    let shape = [1usize, 28, 28];
+    let info = DataInfo { shape: &shape, num_classes: None };
+    let model = vaelab_models::build(&spec("vae", "mlp"), &info, &varmap, 0, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = Tensor::rand(0f32, 1f32, (4, 1, 28, 28), &Device::Cpu).unwrap().ge(0.5).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+    let batch = Batch { x, labels: None };
+    let w = model.log_importance_weights(&batch, 2000, &mut ModelCtx { rng: &mut rng, step: 0 }).unwrap().unwrap();
+    assert_eq!(w.dims(), &[4, 2000]);
+    let w: Vec<Vec<f32>> = w.to_vec2().unwrap();
+    let mut elbo = 0.0;
+    for _ in 0..200 {
+        let terms = model.eval(&batch, &mut ModelCtx { rng: &mut rng, step: 0 }).unwrap();
+        let ne = terms.iter().find(|t| t.0 == "neg_elbo").unwrap().1.to_vec1::<f32>().unwrap();
+        elbo += ne.iter().map(|&v| v as f64).sum::<f64>() / 4.0 / 200.0;
+    }
+    let mean_neg_logw: f64 = w.iter().flatten().map(|&v| -(v as f64)).sum::<f64>() / 8000.0;
+    assert!((mean_neg_logw - elbo).abs() < 0.01 * elbo, "−E[log w] {mean_neg_logw} vs −ELBO {elbo}");
+    for row in &w {
+        let lw: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let m = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let iwae = -(m + (lw.iter().map(|v| (v - m).exp()).sum::<f64>() / lw.len() as f64).ln());
+        let mean = -lw.iter().sum::<f64>() / lw.len() as f64;
+        assert!(iwae <= mean + 1e-9);
+    }
+    // Models without a likelihood have no weights.
+    let gm = vaelab_models::build(&spec("gan", "mlp"), &info, &VarMap::new(), 0, &Device::Cpu).unwrap();
+    assert!(gm.log_importance_weights(&batch, 2, &mut ModelCtx { rng: &mut rng, step: 0 }).unwrap().is_none());
+}

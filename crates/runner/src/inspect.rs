@@ -55,3 +55,25 @@ pub fn draw(dir: &Path, what: Picture, out: &Path) -> anyhow::Result<()> {
     eprintln!("wrote {} ({}×{})", out.display(), img.width, img.height);
     Ok(())
 }
+
+/// Compute `metrics` on the trial in `dir` as it stands (its last checkpoint), e.g. a costly IWAE bound
+/// after training. Feature nets are cached under `runs_dir/.feature-nets/` as during runs.
+/// Returns each metric's values followed by `seconds_<name>`.
+pub fn evaluate(dir: &Path, metrics: &[crate::spec::MetricSpec], runs_dir: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+    let t = load_trial(dir)?;
+    let data = std::sync::Arc::new(t.data);
+    let net = match metrics.iter().any(|m| m.name.needs_feature_net()) {
+        true => Some(crate::schedule::LazyFeatureNet::for_data(&t.spec.data, data.clone(), runs_dir)?),
+        false => None,
+    };
+    let inputs = crate::evaluation::MetricInputs { data: &data, binarize: t.spec.data.binarize, seed: t.spec.seed, feature_net: net.as_ref() };
+    let mut out = vec![];
+    for m in metrics {
+        let started = std::time::Instant::now();
+        let values = crate::evaluation::compute(m, t.model.as_ref(), &inputs).with_context(|| format!("metric {}", m.name.as_str()))?;
+        anyhow::ensure!(!values.is_empty(), "a `{}` model has nothing that metric {} measures", t.spec.model.kind, m.name.as_str());
+        out.extend(values);
+        out.push((format!("seconds_{}", m.name.as_str()), started.elapsed().as_secs_f64()));
+    }
+    Ok(out)
+}

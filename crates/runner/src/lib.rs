@@ -10,6 +10,7 @@
 //! - [`slurm`]: an `sbatch` array script that runs one trial per task (`vaelab slurm`).
 
 pub mod compare;
+pub mod evaluation;
 pub mod inspect;
 pub mod locate;
 pub mod lock;

@@ -74,6 +74,20 @@ pub struct LazyFeatureNet {
 }
 
 impl LazyFeatureNet {
+    /// The feature net of `data` (loaded with `spec`), cached under `<runs_dir>/.feature-nets/`.
+    pub fn for_data(spec: &vaelab_data::DataSpec, data: Arc<Dataset>, runs_dir: &std::path::Path) -> anyhow::Result<Self> {
+        if !(data.num_classes.is_some() && data.train.labels.is_some() && data.test.labels.is_some() && data.is_image()) {
+            anyhow::bail!("vaelab's feature net needs a labelled image dataset; {} is not one", data.name);
+        }
+        let key = data_key(spec);
+        let path = runs_dir.join(".feature-nets").join(format!("{}-{:016x}.safetensors", data.name, crate::plan::fnv1a(key.as_bytes())));
+        Ok(LazyFeatureNet { path, data, net: Default::default() })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn get(&self) -> anyhow::Result<Arc<vaelab_metrics::FeatureNet>> {
         let r = self.net.get_or_init(|| {
             let d = &self.data;
@@ -85,7 +99,7 @@ impl LazyFeatureNet {
                     vaelab_metrics::FeatureNet::load(&self.path, shape, k)?
                 } else {
                     let started = Instant::now();
-                    eprintln!("vaelab: training the {} feature net (3 epochs on {} images) for class_accuracy …", d.name, d.train.n);
+                    eprintln!("vaelab: training the {} feature net (3 epochs on {} images) for the metrics in its space …", d.name, d.train.n);
                     let net = vaelab_metrics::FeatureNet::train(shape, k, &d.train.x, train, 3, 0)?;
                     std::fs::create_dir_all(self.path.parent().expect("under .feature-nets"))?;
                     net.save(&self.path)?;
@@ -101,24 +115,36 @@ impl LazyFeatureNet {
     }
 }
 
+/// `vaelab train-feature-net`: train (or find cached) the feature net of every labelled image dataset in
+/// the plan; returns the cache files.
+pub fn train_feature_nets(plan: &SweepPlan, runs_dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = vec![];
+    for t in &plan.trials {
+        if seen.insert(data_key(&t.spec.data)) {
+            let d = vaelab_data::load(&t.spec.data, t.spec.data.split_seed)?;
+            let net = LazyFeatureNet::for_data(&t.spec.data, Arc::new(d), runs_dir)?;
+            net.get()?;
+            out.push(net.path().to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
 /// The feature nets the plan's `class_accuracy` metrics may need, checked up front (a labelled image
 /// dataset), trained lazily.
 fn prepare_feature_nets(trials: &[&Trial], datasets: &HashMap<String, Arc<Dataset>>, runs_dir: &std::path::Path) -> anyhow::Result<HashMap<String, Arc<LazyFeatureNet>>> {
     let mut out = HashMap::new();
     for t in trials {
-        if !t.spec.metrics.contains(&crate::spec::MetricName::ClassAccuracy) {
+        if !t.spec.metrics.iter().any(|m| m.name.needs_feature_net()) {
             continue;
         }
         let key = data_key(&t.spec.data);
         if out.contains_key(&key) {
             continue;
         }
-        let data = &datasets[&key];
-        if !(data.num_classes.is_some() && data.train.labels.is_some() && data.test.labels.is_some() && data.is_image()) {
-            anyhow::bail!("trial {}: metric class_accuracy needs a labelled image dataset; {} is not one", t.id, data.name);
-        }
-        let path = runs_dir.join(".feature-nets").join(format!("{}-{:016x}.safetensors", data.name, crate::plan::fnv1a(key.as_bytes())));
-        out.insert(key, Arc::new(LazyFeatureNet { path, data: data.clone(), net: Default::default() }));
+        let net = LazyFeatureNet::for_data(&t.spec.data, datasets[&key].clone(), runs_dir).with_context(|| format!("trial {}: metrics class_accuracy, fid_lenet and precision_recall", t.id))?;
+        out.insert(key, Arc::new(net));
     }
     Ok(out)
 }

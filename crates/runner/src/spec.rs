@@ -25,7 +25,7 @@ pub struct ExperimentSpec {
     pub train: TrainSpec,
     /// Extra metrics computed at each evaluation, besides the model's own loss terms.
     #[serde(default)]
-    pub metrics: Vec<MetricName>,
+    pub metrics: Vec<MetricSpec>,
     #[serde(default)]
     pub log: LogSpec,
     #[serde(default)]
@@ -36,7 +36,7 @@ fn default_train() -> TrainSpec {
     serde_yaml::from_str("{}").expect("every train field has a default")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricName {
     /// Modes covered and share of high-quality samples (2D toy data with known modes).
@@ -45,6 +45,112 @@ pub enum MetricName {
     /// (trained on the real training split, cached under `<runs>/.feature-nets/`) classifies as k.
     /// Models without class conditioning skip it.
     ClassAccuracy,
+    /// Importance-weighted NLL bound (Burda et al.): `k` samples (default 100) on the first `n` test
+    /// examples (default 1000), binarized once with a fixed seed.
+    IwaeNll,
+    /// Analytic KL of each latent dimension over the test split (`kl_dim_00`, …).
+    KlPerDim,
+    /// Active units (Burda et al.): latent dimensions whose posterior mean varies, Cov_x(E_q[z]) > 0.01.
+    ActiveUnits,
+    /// Fréchet distance between `n` samples (default 5000) and `n` test images in the feature net's
+    /// space: FID-LeNet, not comparable with Inception FID.
+    FidLenet,
+    /// Precision and recall (Kynkäänniemi et al.) of `n` samples (default 2000), k-NN radius `k` (3), in the
+    /// feature net's space.
+    PrecisionRecall,
+    /// Mean SSIM of reconstructions of the first `n` test images (default 1000).
+    Ssim,
+    /// Mutual information gap over `n` training points (default 10000), 20 bins per code.
+    Mig,
+    /// DCI disentanglement / completeness / informativeness: predictors fit on `n` training points
+    /// (default 5000), scored on the test split.
+    Dci,
+    /// BetaVAE score: `n` classifier training points (default 500, half as many to evaluate), batch 64.
+    BetaVaeScore,
+    /// FactorVAE score: `n` votes to fit (default 500, half as many to evaluate), batch 64.
+    FactorVaeScore,
+}
+
+/// One entry of `metrics:` — a name, or a one-key map from the name to its options:
+/// `metrics: [mig, {iwae_nll: {k: 1000, final_only: true}}]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    pub name: MetricName,
+    pub options: MetricOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricOptions {
+    /// How many examples, samples or points (each metric's default is in its description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// IWAE: importance samples; precision/recall: the k of the k-NN radius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// Compute only at the last evaluation (costly metrics); default: at every evaluation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_only: bool,
+}
+
+impl MetricName {
+    /// Metrics computed in the space of vaelab's feature net (a classifier trained on the real data).
+    pub fn needs_feature_net(self) -> bool {
+        matches!(self, MetricName::ClassAccuracy | MetricName::FidLenet | MetricName::PrecisionRecall)
+    }
+
+    /// The name as written in specs (and in the `seconds_<name>` cost column).
+    pub fn as_str(self) -> String {
+        serde_yaml::to_string(&self).map(|s| s.trim().to_string()).unwrap_or_default()
+    }
+}
+
+impl MetricSpec {
+    /// One entry as written in a spec's `metrics:` list (a name, or `{name: {options}}`).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(serde_yaml::from_str(text)?)
+    }
+
+    pub fn named(name: MetricName) -> Self {
+        MetricSpec { name, options: MetricOptions::default() }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MetricSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a metric name (e.g. `mig`) or a one-key map from a name to options, e.g. `{iwae_nll: {k: 1000}}`")
+            }
+            fn visit_str<E: Error>(self, s: &str) -> Result<MetricSpec, E> {
+                let d: serde::de::value::StrDeserializer<E> = s.into_deserializer();
+                Ok(MetricSpec::named(MetricName::deserialize(d)?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<MetricSpec, A::Error> {
+                let (name, options): (MetricName, Option<MetricOptions>) = m.next_entry()?.ok_or_else(|| A::Error::custom("an empty map names no metric"))?;
+                if m.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom("one metric per list entry: write each as its own `- name: {options}`"));
+                }
+                Ok(MetricSpec { name, options: options.unwrap_or_default() })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for MetricSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.options == MetricOptions::default() {
+            return self.name.serialize(s);
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(&self.name, &self.options)?;
+        m.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -1,7 +1,6 @@
 //! One trial: its directory and how it runs (data → model → trainer → logs).
 
 use crate::plan::Trial;
-use crate::spec::MetricName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -165,7 +164,21 @@ pub fn run_trial(
         // The HParams dashboard's row for this trial: its swept values.
         let hp: Vec<(String, HValue)> = trial.overrides.iter().map(|(k, v)| (k.clone(), hvalue(v))).collect();
         log.events.summary(vaelab_track::hparams::session_start(&hp, &trial.id, status.started_at).map_err(anyhow::Error::from)?, 0).map_err(anyhow::Error::from)?;
-        let mut outcome = vaelab_train::train(
+        // The spec's extra metrics at every evaluation (final_only ones at the last), each timed.
+        let inputs = crate::evaluation::MetricInputs { data, binarize: spec.data.binarize, seed: spec.seed, feature_net };
+        let extra: vaelab_train::ExtraMetrics = Box::new(|model, last| {
+            let mut out = vec![];
+            for m in spec.metrics.iter().filter(|m| last || !m.options.final_only) {
+                let t = Instant::now();
+                let values = crate::evaluation::compute(m, model, &inputs).map_err(|e| e.context(format!("metric {}", m.name.as_str())))?;
+                if !values.is_empty() {
+                    out.extend(values);
+                    out.push((format!("seconds_{}", m.name.as_str()), t.elapsed().as_secs_f64()));
+                }
+            }
+            Ok(out)
+        });
+        let outcome = vaelab_train::train(
             model.as_ref(),
             &varmap,
             data,
@@ -175,21 +188,8 @@ pub fn run_trial(
             log,
             &dir.checkpoint(),
             progress,
-            vaelab_train::Control { resume, rungs, judge },
+            vaelab_train::Control { resume, rungs, judge, extra: Some(extra) },
         )?;
-        for m in &spec.metrics {
-            let extra = match m {
-                MetricName::ModeCoverage => mode_coverage(model.as_ref(), data, spec.seed)?,
-                MetricName::ClassAccuracy => match (model.classes(), feature_net) {
-                    (Some(k), Some(net)) => class_accuracy(model.as_ref(), net.get()?.as_ref(), k, spec.seed)?,
-                    _ => vec![],
-                },
-            };
-            for (k, v) in extra {
-                log.scalar("test", &k, outcome.steps, outcome.steps as f64, v)?;
-                outcome.final_metrics.push((k, v));
-            }
-        }
         log.flush()?;
         Ok(outcome)
     })();
@@ -234,40 +234,4 @@ pub fn run_trial(
         status.reason = Some(format!("cannot write {}: {e:#}", dir.status_file().display()));
     }
     status
-}
-
-/// VEEGAN-style mode coverage of 2,500 prior samples (2D data with known modes only).
-fn mode_coverage(model: &dyn vaelab_models::GenerativeModel, data: &Dataset, seed: u64) -> anyhow::Result<Vec<(String, f64)>> {
-    use rand::SeedableRng;
-    let (Some(modes), Some(std)) = (&data.modes, data.mode_std) else {
-        anyhow::bail!("metric mode_coverage needs 2D data with known modes (ring8, grid25)");
-    };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xc0e5);
-    let mut ctx = vaelab_models::ModelCtx { rng: &mut rng, step: 0 };
-    let Some(s) = model.sample(2500, None, &mut ctx)? else {
-        anyhow::bail!("metric mode_coverage needs a model that can sample");
-    };
-    let pts: Vec<[f32; 2]> = s.to_vec2::<f32>()?.into_iter().map(|p| [p[0], p[1]]).collect();
-    let (covered, hq) = vaelab_metrics::mode_coverage(&pts, modes, std, 20);
-    Ok(vec![("modes_covered".into(), covered as f64), ("high_quality_frac".into(), hq)])
-}
-
-/// Class accuracy of 100 class-conditional samples per class, judged by the feature net.
-fn class_accuracy(model: &dyn vaelab_models::GenerativeModel, net: &vaelab_metrics::FeatureNet, classes: usize, seed: u64) -> anyhow::Result<Vec<(String, f64)>> {
-    use rand::SeedableRng;
-    let per = 100;
-    let n = per * classes;
-    let mut onehot = vec![0f32; n * classes];
-    let want: Vec<u32> = (0..n).map(|i| (i / per) as u32).collect();
-    for (i, &k) in want.iter().enumerate() {
-        onehot[i * classes + k as usize] = 1.0;
-    }
-    let labels = candle_core::Tensor::from_vec(onehot, (n, classes), &candle_core::Device::Cpu)?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xc1a5);
-    let mut ctx = vaelab_models::ModelCtx { rng: &mut rng, step: 0 };
-    let Some(s) = model.sample(n, Some(&labels), &mut ctx)? else {
-        return Ok(vec![]);
-    };
-    let acc = net.accuracy(&s.flatten_all()?.to_vec1::<f32>()?, &want)?;
-    Ok(vec![("class_accuracy".into(), acc)])
 }

@@ -14,4 +14,4 @@ pub mod figures;
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{load_checkpoint, save_checkpoint, TrainState};
 pub use spec::TrainSpec;
-pub use trainer::{train, Control, Progress, TrainError, TrainOutcome};
+pub use trainer::{make_batch, train, Control, ExtraMetrics, Progress, TrainError, TrainOutcome};

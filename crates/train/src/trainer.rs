@@ -53,7 +53,7 @@ pub struct TrainOutcome {
     pub resumed_from: u64,
 }
 
-pub(crate) fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
+pub fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
     let mut x = gather(&split.x, data.dim(), idx);
     binarize.apply(&mut x, rng);
     let mut shape = vec![idx.len()];
@@ -80,7 +80,13 @@ pub struct Control<'a> {
     pub rungs: Vec<u64>,
     /// Called at each rung with the evaluation metrics; `false` stops the trial (pruned).
     pub judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + 'a>>,
+    /// Metrics beyond the model's own (the spec's `metrics:`), computed at each evaluation.
+    pub extra: Option<ExtraMetrics<'a>>,
 }
+
+/// Called at each evaluation with the model and whether it is the last one; returns named test metrics.
+/// Names starting with `seconds_` are what a metric cost and are logged under `cost/` instead of `test/`.
+pub type ExtraMetrics<'a> = Box<dyn FnMut(&dyn GenerativeModel, bool) -> anyhow::Result<Vec<(String, f64)>> + 'a>;
 
 /// A generator for one purpose at one step: every random stream is a pure function of (seed, purpose,
 /// step), so a trial resumed at step k draws exactly what the uninterrupted run drew.
@@ -215,8 +221,11 @@ pub fn train(
             let at_rung = control.rungs.contains(&step);
             if step % spec.eval_every == 0 || step == total || at_rung {
                 let mut metrics = evaluate(model, data, &data.test, binarize, spec, seed, step)?;
+                if let Some(extra) = control.extra.as_mut() {
+                    metrics.extend(extra(model, step == total)?);
+                }
                 for (name, v) in &metrics {
-                    log.scalar("test", name, step, ep, *v)?;
+                    log.scalar(if name.starts_with("seconds_") { "cost" } else { "test" }, name, step, ep, *v)?;
                 }
                 if data.val.n > 0 {
                     for (name, v) in evaluate(model, data, &data.val, binarize, spec, seed, step)? {

@@ -160,6 +160,28 @@ impl GenerativeModel for Vae {
         to_data_space(self.likelihood, &self.decode(z, labels.as_ref())?).map(Some)
     }
 
+    fn posterior_params(&self, batch: &Batch) -> Result<Option<(Tensor, Tensor)>> {
+        self.posterior(batch).map(Some)
+    }
+
+    fn log_importance_weights(&self, batch: &Batch, k: usize, ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
+        // log p(x|z) + log N(z; 0, I) − log N(z; μ, σ²), one decoder pass of the batch per sample; the
+        // log 2π terms of prior and posterior cancel.
+        let (mu, logvar) = self.posterior(batch)?;
+        let labels = self.labels(batch)?;
+        let half_logvar_sum = (logvar.sum(D::Minus1)? * 0.5)?;
+        let mut cols = Vec::with_capacity(k);
+        for _ in 0..k {
+            let eps = randn(ctx.rng, mu.shape(), mu.device())?;
+            let z = (&mu + (&eps * (&logvar * 0.5)?.exp()?)?)?;
+            let log_px = recon_nll(self.likelihood, &self.decode(&z, labels)?, &batch.x)?.neg()?;
+            let log_pz = (z.sqr()?.sum(D::Minus1)? * -0.5)?;
+            let log_qz = ((eps.sqr()?.sum(D::Minus1)? * -0.5)? - &half_logvar_sum)?;
+            cols.push(((log_px + log_pz)? - log_qz)?);
+        }
+        Tensor::stack(&cols, 1).map(Some)
+    }
+
     fn latent_dim(&self) -> usize {
         self.latent_dim
     }
