@@ -307,3 +307,51 @@ fn mutated_example_specs_never_panic() {
 fn text_of(o: &Output) -> String {
     text(o)
 }
+
+/// Spec metrics with options: computed at each evaluation, written to trials.parquet with their cost, and a
+/// misspelled option or metric name is located like any other key. `vaelab evaluate` recomputes them later.
+#[test]
+fn metrics_with_options_are_computed_timed_and_located() {
+    let body = "\
+name: m
+data:
+  kind: dsprites
+  image_size: 32
+  n_train: 1024
+  n_test: 256
+model:
+  kind: vae
+  backbone: mlp
+  hidden: [64]
+  latent_dim: 4
+train:
+  steps: 60
+  batch_size: 32
+  eval_every: 30
+metrics:
+  - mig
+  - {iwae_nll: {k: 20, n: 64}}
+  - active_units
+";
+    assert_spec_error(&body.replace("k: 20", "kk: 20"), "metrics[1].iwae_nll.kk", 18, 17);
+    assert_spec_error(&body.replace("  - mig", "  - mgi"), "metrics[0]", 17, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    write_spec(tmp.path(), "m.yaml", body);
+    let out = vaelab(&["run", "m.yaml", "--runs-dir", "runs"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let df = read(&sweep_dir(&tmp.path().join("runs"), "m").join("trials.parquet"));
+    let get = |c: &str| df.column(c).unwrap_or_else(|_| panic!("column {c}")).f64().unwrap().get(0).unwrap();
+    let (mig, iwae, elbo, au) = (get("final_mig"), get("final_iwae_nll"), get("final_neg_elbo"), get("final_active_units"));
+    assert!((0.0..=1.0).contains(&mig), "{mig}");
+    assert!(iwae.is_finite() && iwae > 0.0 && iwae < 1.2 * elbo, "IWAE {iwae} vs −ELBO {elbo}");
+    assert!((0.0..=4.0).contains(&au) && au.fract() == 0.0, "{au}");
+    assert!(get("final_seconds_iwae_nll") > 0.0);
+    // Recomputed on the checkpoint: the same seed gives the same value.
+    let trial = std::fs::read_dir(sweep_dir(&tmp.path().join("runs"), "m")).unwrap().filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("t000")).unwrap().path();
+    let out = vaelab(&["evaluate", trial.to_str().unwrap(), "--metric", "{iwae_nll: {k: 20, n: 64}}"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let again: f64 = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("iwae_nll\t")).unwrap().parse().unwrap();
+    assert!((again - iwae).abs() < 1e-3, "{again} vs {iwae}");
+    let out = vaelab(&["evaluate", trial.to_str().unwrap(), "--metric", "mode_coverage"], tmp.path());
+    assert!(!out.status.success() && text(&out).contains("needs 2D data with known modes"), "{}", text(&out));
+}
