@@ -207,7 +207,7 @@ pub fn run_trial(
         }
         Err(e) => {
             status.status = State::Failed;
-            if let TrainError::Diverged { step } = &e {
+            if let TrainError::Diverged { step } | TrainError::DivergedAfterSkips { step, .. } = &e {
                 status.steps = *step;
             }
             // Without the backtrace candle appends when RUST_BACKTRACE is set.

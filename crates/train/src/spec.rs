@@ -32,7 +32,22 @@ pub struct TrainSpec {
     /// Batch size for evaluation passes.
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
+    /// A non-finite loss: `fail` the trial at that step (default), or `skip_batch` — apply no update from that
+    /// batch and go on (counted in `train/skipped_batches`); 10 skips in a row still fail the trial.
+    #[serde(default)]
+    pub on_nan: OnNan,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNan {
+    #[default]
+    Fail,
+    SkipBatch,
+}
+
+/// Consecutive skipped batches after which `on_nan: skip_batch` gives up.
+pub const MAX_CONSECUTIVE_SKIPS: u64 = 10;
 
 fn default_epochs() -> usize {
     1

@@ -18,6 +18,8 @@ use vaelab_track::TrialLog;
 pub enum TrainError {
     #[error("non-finite loss at step {step}")]
     Diverged { step: u64 },
+    #[error("non-finite loss at step {step}: {consecutive} batches in a row skipped (on_nan: skip_batch), {total} in all")]
+    DivergedAfterSkips { step: u64, consecutive: u64, total: u64 },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -137,6 +139,8 @@ pub fn train(
     let started = Instant::now();
     let mut last_log = (Instant::now(), state.step);
     let mut waited = std::time::Duration::ZERO;
+    // (consecutive, total) batches skipped for a non-finite loss.
+    let mut skips = (0u64, 0u64);
 
     // Batches are gathered (and binarized) on a producer thread, two steps ahead of the optimizer, so
     // the step never waits on data; the time it still waits is logged as train/data_wait_ms.
@@ -168,32 +172,52 @@ pub fn train(
                 true => model.joint_losses(&batch, &mut ModelCtx { rng: &mut noise_rng, step })?,
                 false => None,
             };
+            // A non-finite objective: fail, or (on_nan: skip_batch) leave the rest of this step's updates out.
+            let mut bad_batch = |step: u64| -> Result<(), TrainError> {
+                skips.0 += 1;
+                skips.1 += 1;
+                match spec.on_nan {
+                    crate::spec::OnNan::Fail => Err(TrainError::Diverged { step }),
+                    crate::spec::OnNan::SkipBatch if skips.0 >= crate::spec::MAX_CONSECUTIVE_SKIPS => {
+                        Err(TrainError::DivergedAfterSkips { step, consecutive: skips.0, total: skips.1 })
+                    }
+                    crate::spec::OnNan::SkipBatch => Ok(()),
+                }
+            };
+            let mut skipped = false;
             if let Some(all) = joint {
                 // Simultaneous update: every gradient from the same parameters, then every step.
                 let mut grads = Vec::with_capacity(all.len());
                 for l in &all {
                     if !l.objective.to_scalar::<f32>()?.is_finite() {
-                        return Err(TrainError::Diverged { step });
+                        bad_batch(step)?;
+                        skipped = true;
+                        break;
                     }
                     grads.push(l.objective.backward()?);
+                }
+                if skipped {
+                    grads.clear();
                 }
                 for (phase, g) in phases.iter().zip(&grads) {
                     opts[phase.group].step(g)?;
                 }
-                for l in &all {
+                for l in all.iter().filter(|_| !skipped) {
                     for (name, t) in &l.terms {
                         terms.push((name, t.to_scalar::<f32>()?));
                     }
                 }
             } else {
-                for (pi, phase) in phases.iter().enumerate() {
+                'phases: for (pi, phase) in phases.iter().enumerate() {
                     let mut last = vec![];
                     for _ in 0..phase.repeats {
                         let mut ctx = ModelCtx { rng: &mut noise_rng, step };
                         let losses = model.loss(pi, &batch, &mut ctx)?;
                         let value = losses.objective.to_scalar::<f32>()?;
                         if !value.is_finite() {
-                            return Err(TrainError::Diverged { step });
+                            bad_batch(step)?;
+                            skipped = true;
+                            break 'phases;
                         }
                         opts[phase.group].backward_step(&losses.objective)?;
                         last = losses.terms;
@@ -202,6 +226,9 @@ pub fn train(
                         terms.push((name, t.to_scalar::<f32>()?));
                     }
                 }
+            }
+            if !skipped {
+                skips.0 = 0;
             }
             let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
             progress(Progress { step, total, loss });
@@ -214,6 +241,9 @@ pub fn train(
                 let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 log.scalar("train", "images_per_sec", step, ep, ips)?;
                 log.scalar("train", "lr", step, ep, spec.lr)?;
+                if spec.on_nan == crate::spec::OnNan::SkipBatch {
+                    log.scalar("train", "skipped_batches", step, ep, skips.1 as f64)?;
+                }
                 log.scalar("train", "data_wait_ms", step, ep, waited.as_secs_f64() * 1e3 / (step - s0) as f64)?;
                 waited = std::time::Duration::ZERO;
                 last_log = (Instant::now(), step);
