@@ -41,78 +41,136 @@ sweep:
   jobs: 1
 ";
 
-/// SIGKILL the runner at several points, resume each time: every trial completes, completed trials are not
-/// rerun, and the final numbers equal those of a run that was never interrupted.
+/// Every file under `dir` either parses or is a temporary file that a killed writer left (removed at resume).
+/// Returns the number of temporary files seen.
+fn check_files_parse(dir: &Path) -> usize {
+    use polars::prelude::SerReader;
+    let mut temps = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_dir() {
+            temps += check_files_parse(&p);
+        } else if name.starts_with('.') && name.contains(".tmp") {
+            temps += 1;
+        } else if name.ends_with(".safetensors") {
+            safetensors::SafeTensors::deserialize(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        } else if name.ends_with(".parquet") {
+            polars::prelude::ParquetReader::new(std::fs::File::open(&p).unwrap()).finish().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        } else if name.ends_with(".yaml") {
+            serde_yaml::from_str::<serde_yaml::Value>(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        }
+        // TensorBoard event files are append-only logs: a kill can cut the last record, which readers skip.
+    }
+    temps
+}
+
+/// SIGKILL the runner at 20 seeded points — while a checkpoint, a Parquet file, a status or a spec file is
+/// being written (temporary file filled, not yet renamed: `VAELAB_KILL_AT`), and after seeded random delays
+/// (mid-step) — resuming after each. Every file on disk parses or is a temp file that the next run removes, no
+/// completed trial is rerun, and the final numbers equal those of a run that was never interrupted.
 #[test]
 fn killed_sweeps_resume_to_the_same_results() {
+    use rand::{Rng, SeedableRng};
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("resumable.yaml");
     std::fs::write(&spec, RESUMABLE).unwrap();
-    let (killed, clean) = (tmp.path().join("killed"), tmp.path().join("clean"));
+    let clean = tmp.path().join("clean");
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", clean.to_str().unwrap()], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
+    let clean_sweep = sweep_dir(&clean, "resumable");
 
-    let mut kills = 0;
-    let mut finished_at: std::collections::HashMap<PathBuf, String> = Default::default();
-    // Kill after varying delays (seeded by the loop index so failures reproduce) until a run completes.
-    for round in 0..12 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vaelab"))
-            .args(["run", spec.to_str().unwrap(), "--runs-dir", killed.to_str().unwrap()])
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let wait = Duration::from_millis(700 + (round * 373 % 900) as u64);
-        let t = Instant::now();
-        let mut done = false;
-        while t.elapsed() < wait {
-            if let Some(s) = child.try_wait().unwrap() {
-                assert!(s.success());
-                done = true;
-                break;
+    // The kill points, drawn from a seeded stream: (file-name substring, n-th write of it in that run) — with n
+    // in the range that one run reaches — or a delay in ms. Drawn until 20 of them have killed a run.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261123);
+    let sites = [("checkpoint", 40), ("metrics.parquet", 4), ("status.yaml", 5), ("spec.yaml", 3), ("trials.parquet", 1), ("sweep.yaml", 1)];
+    let mut drawn = 0;
+    let mut points = std::iter::from_fn(move || {
+        drawn += 1;
+        Some(match drawn % 2 {
+            0 => {
+                let (site, most) = sites[rng.random_range(0..sites.len())];
+                (Some((site, rng.random_range(1..=most))), 0)
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if done {
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-        // Every file either parses or is absent; completed trials keep their status untouched.
-        let sweep = sweep_dir(&killed, "resumable");
-        for t in trials(&sweep) {
-            if t.join("status.yaml").exists() {
-                let s = status(&t);
-                if s["status"] == "completed" {
-                    let stamp = format!("{:?}", s["started_at"]);
+            _ => (None, rng.random_range(150..1500)),
+        })
+    });
+    let (mut kills, mut temps_seen, mut episodes, mut tried, mut mid_write) = (0, 0, 0, 0, 0);
+    while kills < 20 {
+        // An episode: a fresh runs directory, killed at the next points until a run completes the sweep.
+        episodes += 1;
+        assert!(episodes <= 10, "20 kills within 10 episodes (got {kills})");
+        let killed = tmp.path().join(format!("killed{episodes}"));
+        let mut finished_at: std::collections::HashMap<PathBuf, String> = Default::default();
+        loop {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaelab"));
+            cmd.args(["run", spec.to_str().unwrap(), "--runs-dir", killed.to_str().unwrap()])
+                .current_dir(tmp.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let next = points.next();
+            tried += 1;
+            if let Some((Some((site, n)), _)) = next {
+                cmd.env("VAELAB_KILL_AT", format!("{site}:{n}"));
+            }
+            let mut child = cmd.spawn().unwrap();
+            let wait = match next {
+                Some((None, ms)) => Duration::from_millis(ms),
+                _ => Duration::from_secs(600),
+            };
+            let t = Instant::now();
+            let mut exit = None;
+            while t.elapsed() < wait {
+                if let Some(s) = child.try_wait().unwrap() {
+                    exit = Some(s);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let was_killed = match exit {
+                None => {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    true
+                }
+                Some(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    assert!(s.success() || s.signal() == Some(9), "{next:?}: {s:?}");
+                    !s.success()
+                }
+            };
+            let sweep = sweep_dir(&killed, "resumable");
+            temps_seen += check_files_parse(&sweep);
+            for t in trials(&sweep) {
+                if t.join("status.yaml").exists() && status(&t)["status"] == "completed" {
+                    let stamp = format!("{:?}", status(&t)["started_at"]);
                     if let Some(prev) = finished_at.get(&t) {
                         assert_eq!(prev, &stamp, "{} was rerun after it completed", t.display());
                     }
                     finished_at.insert(t.clone(), stamp);
                 }
             }
-            if t.join("checkpoint.safetensors").exists() {
-                let bytes = std::fs::read(t.join("checkpoint.safetensors")).unwrap();
-                safetensors::SafeTensors::deserialize(&bytes).expect("a checkpoint on disk is never half-written");
+            if !was_killed {
+                break; // the sweep completed
             }
+            kills += 1;
+            mid_write += next.is_some_and(|(site, _)| site.is_some()) as usize;
         }
+        let sweep = sweep_dir(&killed, "resumable");
+        assert_eq!(check_files_parse(&sweep), 0, "the completing run removed every temp file a kill left");
+        let mut resumed = 0;
+        for (ta, tb) in trials(&sweep).iter().zip(trials(&clean_sweep)) {
+            let (sa, sb) = (status(ta), status(&tb));
+            assert_eq!(sa["status"], "completed");
+            assert_eq!(sa["steps"], sb["steps"]);
+            resumed += sa["resumed_from"].as_u64().is_some() as usize;
+            // Per-step random streams and the checkpointed optimizer make the resumed run identical.
+            assert_eq!(sa["final_metrics"], sb["final_metrics"], "{}", ta.display());
+        }
+        eprintln!("episode {episodes}: {kills} kills so far ({tried} runs), {resumed} trials resumed from a checkpoint");
     }
-    assert!(kills >= 2, "the test killed the runner mid-sweep ({kills} times)");
-    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", killed.to_str().unwrap()], tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
-    let (a, b) = (sweep_dir(&killed, "resumable"), sweep_dir(&clean, "resumable"));
-    let mut resumed = 0;
-    for (ta, tb) in trials(&a).iter().zip(trials(&b)) {
-        let (sa, sb) = (status(ta), status(&tb));
-        assert_eq!(sa["status"], "completed");
-        assert_eq!(sa["steps"], sb["steps"]);
-        resumed += sa["resumed_from"].as_u64().is_some() as usize;
-        // Per-step random streams and the checkpointed optimizer make the resumed run identical.
-        assert_eq!(sa["final_metrics"], sb["final_metrics"], "{}", ta.display());
-    }
-    assert!(resumed >= 1, "at least one trial continued from a checkpoint");
+    eprintln!("{kills} kills in {tried} runs: {mid_write} mid-write, {} after a delay; {temps_seen} temp files seen and removed", kills - mid_write);
+    assert!(mid_write >= 5 && temps_seen >= 5, "kills hit writes between fill and rename ({mid_write} kills, {temps_seen} temp files)");
 }
 
 #[test]

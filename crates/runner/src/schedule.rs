@@ -168,6 +168,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
             crate::lock::DirLock::acquire(&dir.path)?
         }
     };
+    vaelab_track::fsutil::remove_stale_temps(&sweep_dir, false)?;
     vaelab_track::fsutil::write_atomic(&sweep_dir.join("sweep.yaml"), file.source.as_bytes())?;
 
     let mut skipped = 0;

@@ -133,6 +133,9 @@ pub fn run_trial(
     let mut log_slot: Option<TrialLog> = None;
     let result = (|| -> Result<vaelab_train::TrainOutcome, TrainError> {
         std::fs::create_dir_all(&dir.path).map_err(anyhow::Error::from)?;
+        // This process holds the trial (sweep lock or the Slurm task's lock): a temp file of anyone else's is
+        // the remains of a killed run.
+        vaelab_track::fsutil::remove_stale_temps(&dir.path, true).map_err(anyhow::Error::from)?;
         write_atomic(&dir.spec(), serde_yaml::to_string(&trial.spec).map_err(anyhow::Error::from)?.as_bytes()).map_err(anyhow::Error::from)?;
         dir.write_status(&status)?;
         let spec = &trial.spec;

@@ -15,6 +15,7 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> s
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         fill(&mut f)?;
+        kill_point(name);
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -22,4 +23,46 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> s
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Remove temporary files (`.NAME.tmpPID`) that a killed writer left in `dir`: those of other processes that
+/// are no longer alive, and — with `all_foreign` (a directory this process holds the lock of) — those of any
+/// other process. A crash mid-write leaves only such a file beside the intact old target.
+pub fn remove_stale_temps(dir: &Path, all_foreign: bool) -> std::io::Result<usize> {
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp")).and_then(|(_, pid)| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        if pid != me && (all_foreign || !alive) {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Fault injection for the crash tests (`tests/runner.rs`): with `VAELAB_KILL_AT=SUBSTRING:N` set, the N-th
+/// atomic write of a file whose name contains SUBSTRING SIGKILLs this process after the temporary file is
+/// filled and before it is renamed — the worst moment to die. Read once; unset, it costs one branch.
+fn kill_point(name: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TARGET: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let target = TARGET.get_or_init(|| {
+        let v = std::env::var("VAELAB_KILL_AT").ok()?;
+        let (what, n) = v.rsplit_once(':')?;
+        Some((what.to_string(), n.parse().ok()?))
+    });
+    if let Some((what, n)) = target {
+        if name.contains(what.as_str()) && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *n {
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
 }
