@@ -234,6 +234,43 @@ fn hostile_specs_are_refused() {
     assert!(!tmp.path().join("runs").exists(), "nothing written");
 }
 
+/// Output honours the user's umask (no chmod of our own), and a run writes nothing outside its runs directory.
+#[test]
+fn output_follows_the_umask_and_stays_in_the_runs_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let spec = write_spec(&work, "u.yaml", "name: u\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [16], likelihood: gaussian}\ntrain: {steps: 20, batch_size: 32, eval_every: 10}\n");
+    let runs = tmp.path().join("out");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 027 && exec '{}' run '{}' --runs-dir '{}'", env!("CARGO_BIN_EXE_vaelab"), spec.display(), runs.display()))
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    fn walk(p: &Path, seen: &mut Vec<(PathBuf, u32)>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let p = e.unwrap().path();
+            seen.push((p.clone(), std::fs::metadata(&p).unwrap().permissions().mode() & 0o777));
+            if p.is_dir() {
+                walk(&p, seen);
+            }
+        }
+    }
+    let mut seen = vec![];
+    walk(&runs, &mut seen);
+    assert!(seen.len() > 5, "{seen:?}");
+    for (p, mode) in &seen {
+        let want = if p.is_dir() { 0o750 } else { 0o640 };
+        assert_eq!(*mode & !want, 0, "{} has mode {mode:o}: wider than umask 027 allows", p.display());
+    }
+    // The working directory holds only the spec: nothing was written beside it.
+    let beside: Vec<_> = std::fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("u.yaml")]);
+}
+
 /// Mutated copies of every spec in experiments/ (characters deleted, lines dropped or repeated, values
 /// replaced, keys misspelled, files cut short; seeded): `vaelab validate` either accepts the spec or refuses
 /// it with a located error — it never panics.

@@ -85,6 +85,11 @@ impl Adam {
         self.step(&grads)
     }
 
+    /// Change the learning rate for the following steps (schedules).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let c = self.config;

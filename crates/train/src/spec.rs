@@ -36,6 +36,31 @@ pub struct TrainSpec {
     /// batch and go on (counted in `train/skipped_batches`); 10 skips in a row still fail the trial.
     #[serde(default)]
     pub on_nan: OnNan,
+    /// Learning-rate schedule over the run: `none` (constant), `linear` or `cosine` decay from `lr` to 0 at the
+    /// last step. A function of the step alone, so a resumed run follows the same schedule.
+    #[serde(default)]
+    pub lr_decay: LrDecay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrDecay {
+    #[default]
+    None,
+    Linear,
+    Cosine,
+}
+
+impl LrDecay {
+    /// The factor on `lr` for the step about to be taken (`step` counts from 1 to `total`).
+    pub fn factor(self, step: u64, total: u64) -> f64 {
+        let done = (step.saturating_sub(1)) as f64 / total.max(1) as f64;
+        match self {
+            LrDecay::None => 1.0,
+            LrDecay::Linear => 1.0 - done,
+            LrDecay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * done).cos()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -101,5 +126,21 @@ impl TrainSpec {
     /// Total optimizer steps for a training split of `n` samples.
     pub fn total_steps(&self, n: usize) -> u64 {
         self.steps.unwrap_or_else(|| (self.epochs * vaelab_data::EpochBatches::batches_per_epoch(n, self.batch_size)) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LrDecay;
+
+    #[test]
+    fn lr_schedules_start_at_lr_and_fall_towards_zero() {
+        for d in [LrDecay::Linear, LrDecay::Cosine] {
+            assert_eq!(d.factor(1, 1000), 1.0);
+            assert!(d.factor(1000, 1000) < 0.01 && d.factor(1000, 1000) > 0.0);
+            assert!((d.factor(501, 1000) - 0.5).abs() < 1e-12, "{d:?} at the midpoint");
+            assert!((1..1000).all(|s| d.factor(s + 1, 1000) < d.factor(s, 1000)), "{d:?} decreases");
+        }
+        assert_eq!(LrDecay::None.factor(999, 1000), 1.0);
     }
 }

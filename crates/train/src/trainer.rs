@@ -166,6 +166,8 @@ pub fn train(
             let batch = rx.recv().map_err(|_| anyhow::anyhow!("the batch producer stopped"))??;
             waited += t.elapsed();
             let mut noise_rng = stream(seed, NOISE, step);
+            let lr = spec.lr * spec.lr_decay.factor(step, total);
+            opts.iter_mut().for_each(|o| o.set_lr(lr));
             // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
             let joint = match phases.iter().all(|p| p.repeats == 1) {
@@ -240,7 +242,7 @@ pub fn train(
                 let (t0, s0) = last_log;
                 let ips = (step - s0) as f64 * spec.batch_size as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 log.scalar("train", "images_per_sec", step, ep, ips)?;
-                log.scalar("train", "lr", step, ep, spec.lr)?;
+                log.scalar("train", "lr", step, ep, lr)?;
                 if spec.on_nan == crate::spec::OnNan::SkipBatch {
                     log.scalar("train", "skipped_batches", step, ep, skips.1 as f64)?;
                 }
