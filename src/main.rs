@@ -67,6 +67,26 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// Training throughput of a reference model (MLP or conv VAE on MNIST): images/s, step-time percentiles,
+    /// peak memory, as one JSON line. `scripts/bench.sh` runs it against the PyTorch peer.
+    Bench {
+        /// `mlp` (VAE 784-400-20) or `conv` (conv 32-64, 16-d latent).
+        #[arg(long, default_value = "mlp")]
+        model: String,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed steps, after `--warmup` untimed ones.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Kernel threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Directory of the MNIST IDX files.
+        #[arg(long, default_value = "${VAELAB_DATA:-data}/mnist")]
+        data: String,
+    },
     /// Train (or load) and cache vaelab's feature net for each labelled image dataset of a spec — the
     /// classifier FID-LeNet, precision/recall and class accuracy are computed with.
     TrainFeatureNet {
@@ -201,6 +221,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench { model, batch, steps, warmup, threads, data } => {
+            if let Some(t) = threads {
+                // Before candle's first kernel: its thread pool reads this once.
+                std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+            }
+            let result = vaelab_runner::bench::RefModel::parse(&model).and_then(|m| vaelab_runner::bench::run(m, batch, steps, warmup, &data, 0));
+            match result {
+                Ok(r) => {
+                    out!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Evaluate { trial_dir, metrics, runs_dir } => {
             let parsed: Result<Vec<vaelab_runner::spec::MetricSpec>> = metrics.iter().map(|m| vaelab_runner::spec::MetricSpec::parse(m).with_context(|| format!("--metric {m}"))).collect();
             match parsed.and_then(|ms| vaelab_runner::inspect::evaluate(&trial_dir, &ms, &runs_dir)) {

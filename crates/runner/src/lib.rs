@@ -8,7 +8,9 @@
 //! - [`compare`]: `vaelab compare`, mean ± std over seeds per setting with Polars.
 //! - [`lock`]: one runner per sweep (or per trial with `--trial`); stale locks are taken over.
 //! - [`slurm`]: an `sbatch` array script that runs one trial per task (`vaelab slurm`).
+//! - [`bench`]: `vaelab bench`, training throughput of the reference models (against `scripts/peer/bench.py`).
 
+pub mod bench;
 pub mod compare;
 pub mod evaluation;
 pub mod inspect;

@@ -1,0 +1,112 @@
+//! `vaelab bench`: training throughput of the reference models (issue #8), measured the way the PyTorch peer
+//! (`scripts/peer/bench.py`) measures the same models: a fixed number of timed optimizer steps after a
+//! warm-up, each step = draw a batch of real MNIST digits, binarize it afresh, forward, backward, Adam.
+//! `scripts/bench.sh` runs both, alternating, and prints the comparison table.
+
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use vaelab_data::{Binarize, DataSpec};
+use vaelab_models::{DataInfo, ModelCtx, ModelSpec};
+use vaelab_train::{make_batch, Adam, AdamConfig};
+
+/// The reference models of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefModel {
+    /// MLP VAE 784-400-20, decoder the mirror image.
+    Mlp,
+    /// Conv VAE: conv 1→32 k4 s2 p1, conv 32→64 k4 s2 p1, linear 3136→2×16; decoder the mirror image.
+    Conv,
+}
+
+impl RefModel {
+    pub fn spec(self) -> ModelSpec {
+        let yaml = match self {
+            RefModel::Mlp => "{kind: vae, backbone: mlp, hidden: [400], latent_dim: 20}",
+            RefModel::Conv => "{kind: vae, backbone: conv, channels: [32, 64], latent_dim: 16}",
+        };
+        serde_yaml::from_str(yaml).expect("reference model spec")
+    }
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "mlp" | "mlp_vae" => Ok(RefModel::Mlp),
+            "conv" | "conv_vae" => Ok(RefModel::Conv),
+            other => anyhow::bail!("unknown reference model `{other}` (mlp or conv)"),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            RefModel::Mlp => "mlp_vae",
+            RefModel::Conv => "conv_vae",
+        }
+    }
+}
+
+/// One benchmark measurement.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    pub impl_: &'static str,
+    pub model: &'static str,
+    pub batch: usize,
+    pub threads: usize,
+    pub steps: usize,
+    pub images_per_sec: f64,
+    pub step_ms_p50: f64,
+    pub step_ms_p90: f64,
+    pub step_ms_p99: f64,
+    /// Peak resident set of the whole process (getrusage), MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Train `model` for `warmup + steps` steps at `batch` on MNIST from `data_dir` (binarized afresh per batch)
+/// and time the last `steps`. Threads are candle's (`RAYON_NUM_THREADS`, set by the caller before any work).
+pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, data_dir: &str, seed: u64) -> Result<BenchResult> {
+    let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
+    let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
+    let varmap = candle_nn::VarMap::new();
+    let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+    let dev = candle_core::Device::Cpu;
+    let net = vaelab_models::build(&model.spec(), &info, &varmap, seed, &dev)?;
+    let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let mut opts: Vec<Adam> = net.param_groups().into_iter().map(|g| Adam::new(g.vars, config)).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = data.train.n;
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..warmup + steps {
+        let t = Instant::now();
+        let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
+        let b = make_batch(&data.train, &data, &idx, Binarize::Dynamic, &mut rng, &dev)?;
+        let losses = net.loss(0, &b, &mut ModelCtx { rng: &mut rng, step: step as u64 + 1 })?;
+        opts[0].backward_step(&losses.objective)?;
+        // Reading the loss back is what a training loop does (and PyTorch's `loss.item()` in the peer).
+        let _ = losses.objective.to_scalar::<f32>()?;
+        if step >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let total: f64 = times.iter().sum();
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize] * 1e3;
+    Ok(BenchResult {
+        impl_: "vaelab",
+        model: model.name(),
+        batch,
+        threads: candle_core::utils::get_num_threads(),
+        steps,
+        images_per_sec: (steps * batch) as f64 / total,
+        step_ms_p50: pct(0.5),
+        step_ms_p90: pct(0.9),
+        step_ms_p99: pct(0.99),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Peak resident set size of this process in MiB.
+pub fn peak_rss_mib() -> f64 {
+    // /proc/self/status's VmHWM is the kernel's high-water mark of the resident set (kB).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
