@@ -14,6 +14,11 @@ import polars as pl
 BOOKKEEPING = {"trial_id", "index", "status", "steps", "wall_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"}
 
 
+HIGHER_IS_BETTER = {"mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "beta_vae_score",
+                    "factor_vae_score", "class_accuracy", "modes_covered", "high_quality_frac", "active_units", "ssim",
+                    "precision_lenet", "recall_lenet", "images_per_sec"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sweep")
@@ -28,16 +33,18 @@ def main():
     if metric not in trials.columns:
         metric = "final_" + metric
     by = a.by if a.by else [h for h in hparams if h != "seed"]
+    # Scores, accuracies and coverage are better larger (as in `vaelab compare`); losses and distances smaller.
+    higher = metric[len("final_"):] in HIGHER_IS_BETTER
 
     done = trials.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null())
     aggs = [
         pl.col(metric).mean().alias("mean"),
         pl.col(metric).std(ddof=1).alias("std"),
         pl.col(metric).count().cast(pl.UInt64).alias("n"),
-        pl.col(metric).min().alias("best"),
-        pl.col("trial_id").sort_by(metric).first().alias("best_trial"),
+        (pl.col(metric).max() if higher else pl.col(metric).min()).alias("best"),
+        pl.col("trial_id").sort_by(metric, descending=higher).first().alias("best_trial"),
     ]
-    table = done.group_by(by).agg(aggs).sort("mean") if by else done.select(aggs)
+    table = done.group_by(by).agg(aggs).sort("mean", descending=higher) if by else done.select(aggs)
     sys.stdout.write(table.write_csv())
 
     if a.plots:

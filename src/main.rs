@@ -156,7 +156,7 @@ fn compare(sweep_dir: &std::path::Path, by: &[String], metric: Option<&str>, for
     let c = vaelab_runner::compare::compare(sweep_dir, by, metric)?;
     let mut table = c.table;
     let text = match format {
-        Format::Table => format!("{} by {}\n{}", c.metric, if c.by.is_empty() { "(all trials)".into() } else { c.by.join(", ") }, vaelab_runner::summary::render_table(&table)),
+        Format::Table => format!("{} by {} ({} is better)\n{}", c.metric, if c.by.is_empty() { "(all trials)".into() } else { c.by.join(", ") }, if vaelab_runner::compare::higher_is_better(&c.metric) { "higher" } else { "lower" }, vaelab_runner::summary::render_table(&table)),
         Format::Markdown => vaelab_runner::compare::markdown(&table),
         Format::Csv => {
             let mut buf = vec![];

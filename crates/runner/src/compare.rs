@@ -33,21 +33,35 @@ pub fn compare(sweep_dir: &Path, by: &[String], metric: Option<&str>) -> anyhow:
         }
     }
     let m = col(metric.as_str());
+    let higher = higher_is_better(&metric);
+    let best_first = SortMultipleOptions::default().with_order_descending(higher);
     let aggs = [
         m.clone().mean().alias("mean"),
         m.clone().std(1).alias("std"),
         m.clone().count().cast(DataType::UInt64).alias("n"),
-        m.clone().min().alias("best"),
-        col("trial_id").sort_by([m.clone()], SortMultipleOptions::default()).first().alias("best_trial"),
+        if higher { m.clone().max() } else { m.clone().min() }.alias("best"),
+        col("trial_id").sort_by([m.clone()], best_first.clone()).first().alias("best_trial"),
     ];
     let done = df.lazy().filter(col("status").eq(lit("completed")).and(m.clone().is_not_null()));
     let table = if by.is_empty() {
         done.select(aggs).collect()?
     } else {
         let keys: Vec<Expr> = by.iter().map(|k| col(k.as_str())).collect();
-        done.group_by(keys).agg(aggs).sort(["mean"], SortMultipleOptions::default()).collect()?
+        done.group_by(keys).agg(aggs).sort(["mean"], best_first).collect()?
     };
     Ok(Comparison { metric, by, table })
+}
+
+/// Whether larger values of a metric column (`final_<name>` or the bare name) are better: the scores,
+/// accuracies and coverage figures. Everything else (losses, bounds, distances, costs) is better smaller.
+pub fn higher_is_better(metric: &str) -> bool {
+    const HIGHER: [&str; 14] = [
+        "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "beta_vae_score", "factor_vae_score",
+        "class_accuracy", "modes_covered", "high_quality_frac", "active_units", "ssim", "precision_lenet", "recall_lenet",
+        "images_per_sec",
+    ];
+    let name = metric.strip_prefix("final_").or_else(|| metric.strip_prefix("best_")).unwrap_or(metric);
+    HIGHER.contains(&name)
 }
 
 /// The comparison as a Markdown table.

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Sweep throughput (issue #8): experiments/bench-sweep.yaml (8 conv-VAE trials) with --jobs 1 and --jobs 2 in
+fresh runs directories, then the parallel efficiency and the runner's overhead per step over the bare training
+step that `vaelab bench` measures with the same kernel threads (the runner gives each trial cores/jobs threads).
+
+  python3 scripts/bench_sweep.py            (VAELAB_DATA as for the specs; run on an idle machine)
+"""
+import json, os, subprocess, sys, tempfile, time
+
+import yaml
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+vaelab = os.path.join(root, "target", "release", "vaelab")
+spec = os.path.join(root, "experiments", "bench-sweep.yaml")
+cores = os.cpu_count()
+data = os.path.join(os.environ.get("VAELAB_DATA", "data"), "mnist")
+
+
+def bare_step_s(threads):
+    out = subprocess.run([vaelab, "bench", "--model", "conv", "--batch", "128", "--steps", "60", "--threads", str(threads), "--data", data],
+                         check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return 128 / r["images_per_sec"]
+
+
+rows = {}
+for jobs in (1, 2):
+    with tempfile.TemporaryDirectory() as runs:
+        t = time.perf_counter()
+        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs), "--runs-dir", runs], check=True, capture_output=True)
+        wall = time.perf_counter() - t
+        sweep = next(os.scandir(os.path.join(runs, "bench-sweep"))).path
+        trials = [yaml.safe_load(open(os.path.join(e.path, "status.yaml"))) for e in os.scandir(sweep) if e.is_dir()]
+        per_step = sum(s["wall_time_s"] for s in trials) / sum(s["steps"] for s in trials)
+        threads = max(1, cores // jobs)
+        bare = bare_step_s(threads)
+        rows[jobs] = dict(wall=wall, per_step=per_step, bare=bare, threads=threads, n=len(trials))
+
+speedup = rows[1]["wall"] / rows[2]["wall"]
+print(f"| jobs | kernel threads each | sweep wall s | trial s/step (incl. logging, Parquet, checkpoints, final eval) | bare step s (`vaelab bench`, same threads) | runner overhead |")
+print("|---|---|---|---|---|---|")
+for jobs, r in rows.items():
+    print(f"| {jobs} | {r['threads']} | {r['wall']:.1f} | {r['per_step'] * 1e3:.1f} ms | {r['bare'] * 1e3:.1f} ms | {100 * (r['per_step'] / r['bare'] - 1):+.1f}% |")
+print(f"\n--jobs 2 vs --jobs 1: speedup {speedup:.2f}×, parallel efficiency {100 * speedup / 2:.0f}% ({rows[1]['n']} trials)")
