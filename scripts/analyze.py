@@ -34,7 +34,7 @@ def main():
         metric = "final_" + metric
     by = a.by if a.by else [h for h in hparams if h != "seed"]
     # Scores, accuracies and coverage are better larger (as in `vaelab compare`); losses and distances smaller.
-    higher = metric[len("final_"):] in HIGHER_IS_BETTER
+    higher = (metric[len("final_"):] if metric.startswith("final_") else metric) in HIGHER_IS_BETTER
 
     done = trials.filter((pl.col("status") == "completed") & pl.col(metric).is_not_null())
     aggs = [

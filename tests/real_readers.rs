@@ -148,29 +148,45 @@ fn the_tensorboard_server_serves_the_sweep() {
 fn compare_equals_the_python_analysis() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = run_sweep(tmp.path());
-    let out = vaelab(&["compare", sweep.to_str().unwrap(), "--format", "csv"], tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
-    let ours = String::from_utf8(out.stdout).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/analyze.py");
     let plots = tmp.path().join("plots");
-    let py = Command::new("python3").arg(script).arg(&sweep).arg("--plots").arg(&plots).output().unwrap();
-    assert!(py.status.success(), "{}", text(&py));
-    let theirs = String::from_utf8(py.stdout).unwrap();
-    let rows = |s: &str| s.lines().map(|l| l.split(',').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>();
-    let (a, b) = (rows(&ours), rows(&theirs));
-    assert_eq!(a[0], ["model.latent_dim", "mean", "std", "n", "best", "best_trial"], "{ours}");
-    assert_eq!(a.len(), 3, "two settings:\n{ours}");
-    assert_eq!(a.len(), b.len(), "{ours}\nvs\n{theirs}");
-    for (ra, rb) in a.iter().zip(&b) {
-        for (x, y) in ra.iter().zip(rb) {
-            match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}"),
-                _ => assert_eq!(x, y),
+    // The primary metric (lower is better) and a throughput (higher is better: best = max, best first).
+    for (metric, higher) in [(None, false), (Some("images_per_sec"), true)] {
+        let mut args = vec!["compare", sweep.to_str().unwrap(), "--format", "csv"];
+        args.extend(metric.map(|m| ["--metric", m]).into_iter().flatten());
+        let out = vaelab(&args, tmp.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let ours = String::from_utf8(out.stdout).unwrap();
+        let mut py = Command::new("python3");
+        py.arg(&script).arg(&sweep).arg("--plots").arg(&plots);
+        if let Some(m) = metric {
+            py.args(["--metric", m]);
+        }
+        let py = py.output().unwrap();
+        assert!(py.status.success(), "{}", text(&py));
+        let theirs = String::from_utf8(py.stdout).unwrap();
+        let rows = |s: &str| s.lines().map(|l| l.split(',').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>();
+        let (a, b) = (rows(&ours), rows(&theirs));
+        assert_eq!(a[0], ["model.latent_dim", "mean", "std", "n", "best", "best_trial"], "{ours}");
+        assert_eq!(a.len(), 3, "two settings:\n{ours}");
+        assert_eq!(a.len(), b.len(), "{ours}\nvs\n{theirs}");
+        for (ra, rb) in a.iter().zip(&b) {
+            for (x, y) in ra.iter().zip(rb) {
+                match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}"),
+                    _ => assert_eq!(x, y),
+                }
+            }
+            if ra[3] == "2" {
+                assert!(ra[2].parse::<f64>().unwrap() > 0.0, "two seeds give a spread");
             }
         }
-        if ra[3] == "2" {
-            assert!(ra[2].parse::<f64>().unwrap() > 0.0, "two seeds give a spread");
+        for r in &a[1..] {
+            let (m, b) = (r[1].parse::<f64>().unwrap(), r[4].parse::<f64>().unwrap());
+            assert!(if higher { b >= m } else { b <= m }, "{metric:?}: best {b} vs mean {m}");
         }
+        let means: Vec<f64> = a[1..].iter().map(|r| r[1].parse().unwrap()).collect();
+        assert!(if higher { means[0] >= means[1] } else { means[0] <= means[1] }, "best setting first: {ours}");
     }
     for png in ["metric_vs_hparams.png", "learning_curves.png"] {
         assert!(std::fs::metadata(plots.join(png)).unwrap().len() > 5000, "{png} drawn");
