@@ -409,3 +409,29 @@ fn skip_batch_gives_up_after_ten_non_finite_losses_in_a_row() {
     let reason = strings(&df, "reason")[1].clone().unwrap();
     assert!(reason.contains("10 batches in a row skipped (on_nan: skip_batch)"), "{reason}");
 }
+
+/// `vaelab bench` trains the reference models for a few steps on real MNIST and reports one JSON measurement
+/// (what scripts/bench.sh compares with the PyTorch peer). It measures; the test checks only the report.
+#[test]
+fn bench_reports_throughput_step_times_and_memory() {
+    let data = std::env::var("VAELAB_DATA").map(PathBuf::from).unwrap_or_else(|_| repo().join("../shared/data"));
+    let data = std::fs::canonicalize(&data).unwrap_or(data);
+    if !data.join("mnist").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide the real datasets (../shared/data)");
+        eprintln!("skipped: no MNIST under {}", data.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for model in ["mlp", "conv"] {
+        let out = vaelab(&["bench", "--model", model, "--batch", "32", "--steps", "4", "--warmup", "1", "--threads", "1", "--data", data.join("mnist").to_str().unwrap()], tmp.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["model"], format!("{model}_vae"));
+        assert_eq!((r["batch"].as_u64(), r["steps"].as_u64(), r["threads"].as_u64()), (Some(32), Some(4), Some(1)));
+        let (ips, p50, p99, rss) = (r["images_per_sec"].as_f64().unwrap(), r["step_ms_p50"].as_f64().unwrap(), r["step_ms_p99"].as_f64().unwrap(), r["peak_rss_mib"].as_f64().unwrap());
+        assert!(ips > 0.0 && p50 > 0.0 && p99 >= p50 && rss > 10.0, "{r}");
+    }
+    let out = vaelab(&["bench", "--model", "resnet"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("unknown reference model `resnet`"), "{}", text(&out));
+}
