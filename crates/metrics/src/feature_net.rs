@@ -102,9 +102,13 @@ impl FeatureNet {
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        // candle's VarMap::save creates its file mode 0600; the cache is written like every other output
+        // (atomically, with the user's umask) from those bytes.
         let tmp = path.with_extension("tmp");
         self.varmap.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        let bytes = std::fs::read(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        vaelab_track::fsutil::write_atomic(path, &bytes?).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
