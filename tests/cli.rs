@@ -182,18 +182,26 @@ fn every_experiment_spec_validates() {
     assert!(n >= 1);
 }
 
-#[test]
-fn a_diverging_trial_fails_and_the_others_complete() {
+/// Two VAEs, one with an absurd learning rate (its loss overflows), `extra` added to `train:`. Runs the sweep
+/// and returns the exit code's output and the failed trial's reason, after checking one completed, one failed.
+fn diverging_sweep(extra: &str) -> (Output, String) {
     let tmp = tempfile::tempdir().unwrap();
     let body = SMALL.replace("    model.kind: [ae, vae]\n    model.latent_dim: [2, 6]", "    train.lr: [0.001, 1.0e+12]")
-        .replace("  kind: vae\n", "  kind: vae\n  latent_dim: 4\n");
+        .replace("  kind: vae\n", "  kind: vae\n  latent_dim: 4\n")
+        .replace("  log_every: 10\n", &format!("  log_every: 10\n{extra}"));
     let spec = write_spec(tmp.path(), "nan.yaml", &body);
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
-    assert_eq!(out.status.code(), Some(1), "exit code says a trial failed: {}", text(&out));
     let df = read(&sweep_dir(&tmp.path().join("runs"), "small").join("trials.parquet"));
     let status: Vec<String> = strings(&df, "status").into_iter().flatten().collect();
     assert_eq!(status, ["completed", "failed"], "{df}");
     let reason = strings(&df, "reason")[1].clone().unwrap();
+    (out, reason)
+}
+
+#[test]
+fn a_diverging_trial_fails_and_the_others_complete() {
+    let (out, reason) = diverging_sweep("");
+    assert_eq!(out.status.code(), Some(1), "exit code says a trial failed: {}", text(&out));
     assert!(reason.starts_with("non-finite loss at step "), "{reason}");
 }
 
@@ -396,17 +404,8 @@ metrics:
 /// `on_nan: skip_batch` drops bad batches but still gives up on a trial that only produces them.
 #[test]
 fn skip_batch_gives_up_after_ten_non_finite_losses_in_a_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let body = SMALL.replace("    model.kind: [ae, vae]\n    model.latent_dim: [2, 6]", "    train.lr: [0.001, 1.0e+12]")
-        .replace("  kind: vae\n", "  kind: vae\n  latent_dim: 4\n")
-        .replace("  log_every: 10\n", "  log_every: 10\n  on_nan: skip_batch\n");
-    let spec = write_spec(tmp.path(), "nan.yaml", &body);
-    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
+    let (out, reason) = diverging_sweep("  on_nan: skip_batch\n");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let df = read(&sweep_dir(&tmp.path().join("runs"), "small").join("trials.parquet"));
-    let status: Vec<String> = strings(&df, "status").into_iter().flatten().collect();
-    assert_eq!(status, ["completed", "failed"], "{df}");
-    let reason = strings(&df, "reason")[1].clone().unwrap();
     assert!(reason.contains("10 batches in a row skipped (on_nan: skip_batch)"), "{reason}");
 }
 
