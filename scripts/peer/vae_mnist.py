@@ -129,6 +129,8 @@ def main():
     ap.add_argument("--eval-every-epochs", type=int, default=5)
     ap.add_argument("--iwae-k", type=int, default=0, help="importance samples for the final IWAE NLL (0: skip)")
     ap.add_argument("--iwae-n", type=int, default=1000, help="test images the IWAE NLL averages over")
+    ap.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
+                    help="cosine: lr 1e-3·½(1 + cos(π·s/S)) at step s of S, as vaelab's train.lr_decay: cosine")
     ap.add_argument("--save", help="write the trained model's state_dict here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,6 +141,7 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     n = len(train)
     steps_per_epoch = n // args.batch
+    total_steps = args.epochs * steps_per_epoch
     started, train_time = time.time(), 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.time()
@@ -146,6 +149,10 @@ def main():
         perm = torch.randperm(n, generator=gen)
         for s in range(steps_per_epoch):
             x = torch.bernoulli(train[perm[s * args.batch:(s + 1) * args.batch]], generator=gen)
+            if args.lr_decay == "cosine":
+                done = ((epoch - 1) * steps_per_epoch + s) / total_steps
+                for g in opt.param_groups:
+                    g["lr"] = 1e-3 * 0.5 * (1.0 + math.cos(math.pi * done))
             recon, kl = model.terms(x)
             loss = (recon + kl).mean()
             opt.zero_grad(set_to_none=True)

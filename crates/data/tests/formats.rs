@@ -116,7 +116,9 @@ fn real_idx_datasets_load_fast_and_match_numpy() {
         let t = Instant::now();
         let ds = vaelab_data::load(&spec(kind, &root.join(name)), 0).unwrap();
         let secs = t.elapsed().as_secs_f64();
-        assert!(secs < 2.0, "{name} loaded in {secs:.2}s");
+        // A guard against pathological reads (byte-at-a-time I/O took minutes), not a benchmark: the bound
+        // leaves room for a machine busy with other jobs.
+        assert!(secs < 10.0, "{name} loaded in {secs:.2}s");
         assert_eq!((ds.train.n, ds.test.n), (60_000, 10_000));
         eprintln!("{name}: 70k images loaded in {secs:.2}s");
         let labels = ds.train.labels.as_ref().unwrap();

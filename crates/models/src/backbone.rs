@@ -125,6 +125,62 @@ impl Encoder {
     pub fn forward(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
         self.out.forward(&self.features(x, extra)?)
     }
+
+    /// ∇ₓ Σ_b f(x_b) for a one-output network f (a critic), shaped like `x`, built from differentiable forward
+    /// ops so that a penalty on it trains the weights (WGAN-GP). candle's backward detaches the gradients it
+    /// returns (no double backprop), hence this explicit backward pass: through each layer in reverse, the
+    /// activation's derivative (1 or the leaky slope: constant almost everywhere) times the layer's transpose.
+    pub fn input_gradient(&self, x: &Tensor, extra: Option<&Tensor>) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let w_out = self.out.weight(); // [1, F]
+        if w_out.dim(0)? != 1 {
+            candle_core::bail!("input_gradient: the network has {} outputs, not one", w_out.dim(0)?);
+        }
+        let slope = self.slope;
+        let act_grad = |pre: &Tensor| -> Result<Tensor> { ((pre.ge(0.0)?.to_dtype(pre.dtype())? * (1.0 - slope))? + slope).map(|t| t.detach()) };
+        let head = |shape: &[usize]| -> Result<Tensor> { w_out.broadcast_as((b, w_out.dim(1)?))?.contiguous()?.reshape(shape) };
+        match &self.body {
+            EncoderBody::Mlp(layers) => {
+                let mut h = x.flatten_from(1)?;
+                if let Some(e) = extra {
+                    h = Tensor::cat(&[&h, e], 1)?;
+                }
+                let mut pres = Vec::with_capacity(layers.len());
+                for l in layers {
+                    let pre = l.forward(&h)?;
+                    h = self.act(pre.clone())?;
+                    pres.push(pre);
+                }
+                let mut g = head(h.dims())?;
+                for (l, pre) in layers.iter().zip(&pres).rev() {
+                    g = (g * act_grad(pre)?)?.matmul(l.weight())?;
+                }
+                let nx = x.flatten_from(1)?.dim(1)?;
+                g.narrow(1, 0, nx)?.contiguous()?.reshape(x.shape())
+            }
+            EncoderBody::Conv(convs) => {
+                let mut h = match extra {
+                    Some(e) => {
+                        let (_, _, hh, ww) = x.dims4()?;
+                        let planes = e.reshape((b, e.dim(1)?, 1, 1))?.broadcast_as((b, e.dim(1)?, hh, ww))?.contiguous()?;
+                        Tensor::cat(&[x, &planes], 1)?
+                    }
+                    None => x.clone(),
+                };
+                let mut pres = Vec::with_capacity(convs.len());
+                for c in convs {
+                    let pre = c.forward(&h)?;
+                    h = self.act(pre.clone())?;
+                    pres.push(pre);
+                }
+                let mut g = head(h.dims())?;
+                for (c, pre) in convs.iter().zip(&pres).rev() {
+                    g = c.input_gradient(&(g * act_grad(pre)?)?)?;
+                }
+                g.narrow(1, 0, x.dim(1)?)?.contiguous()
+            }
+        }
+    }
 }
 
 impl Decoder {

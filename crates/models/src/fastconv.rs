@@ -56,6 +56,14 @@ impl Module for Down {
     }
 }
 
+impl Down {
+    /// The input gradient of this layer for an output gradient `g`: the transposed convolution with the same
+    /// weights (no bias), itself differentiable in `g` and the weights.
+    pub fn input_gradient(&self, g: &Tensor) -> Result<Tensor> {
+        g.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(UpOp)))
+    }
+}
+
 impl Module for Up {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(UpOp)))?;

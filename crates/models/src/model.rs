@@ -46,6 +46,12 @@ pub trait GenerativeModel: Send {
     /// Parameter groups, each with its own optimizer. Most models have one.
     fn param_groups(&self) -> Vec<ParamGroup>;
 
+    /// Variables the model updates itself rather than through an optimizer (e.g. a VQ-VAE's EMA codebook):
+    /// checkpointed with the weights, in no parameter group. Default: none.
+    fn buffers(&self) -> Vec<Var> {
+        vec![]
+    }
+
     /// The phases of one training step, in order. Default: one phase updating group 0.
     fn phases(&self) -> Vec<Phase> {
         vec![Phase { group: 0, repeats: 1 }]

@@ -14,6 +14,17 @@ pub const MODELS: &[(&str, Builder)] = &[
     ("cvae", crate::zoo::cvae::build),
     ("vae_gan", crate::zoo::vae_gan::build),
     ("gan", crate::zoo::gan::build),
+    ("beta_tc_vae", crate::zoo::beta_tc_vae::build),
+    ("factor_vae", crate::zoo::factor_vae::build),
+    ("dip_vae_i", crate::zoo::dip_vae::build_i),
+    ("dip_vae_ii", crate::zoo::dip_vae::build_ii),
+    ("iwae", crate::zoo::iwae::build),
+    ("wae_mmd", crate::zoo::wae_mmd::build),
+    ("info_vae", crate::zoo::info_vae::build),
+    ("vq_vae", crate::zoo::vq_vae::build),
+    ("vq_vae_ema", crate::zoo::vq_vae::build_ema),
+    ("wgan_gp", crate::zoo::wgan_gp::build),
+    ("cgan", crate::zoo::cgan::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

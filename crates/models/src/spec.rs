@@ -55,6 +55,39 @@ pub struct ModelSpec {
     /// the decoder minimises γ·L_llike − L_GAN).
     #[serde(default = "default_recon_weight")]
     pub recon_weight: f64,
+    /// FactorVAE: γ, the weight of the discriminator's total-correlation estimate.
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// FactorVAE: hidden widths of the total-correlation discriminator (the paper's 5 × 1000).
+    #[serde(default = "default_disc_hidden")]
+    pub disc_hidden: Vec<usize>,
+    /// DIP-VAE: weight of the off-diagonal covariance penalty.
+    #[serde(default = "default_lambda_od")]
+    pub lambda_od: f64,
+    /// DIP-VAE: weight of the diagonal penalty (default 10·λ_od for type I, λ_od for type II).
+    #[serde(default)]
+    pub lambda_d: Option<f64>,
+    /// WAE-MMD and InfoVAE: λ, the MMD weight (defaults 10 and 1000, the papers' values).
+    #[serde(default)]
+    pub mmd_weight: Option<f64>,
+    /// InfoVAE: α (the KL weight is 1 − α, the MMD weight α + λ − 1).
+    #[serde(default)]
+    pub info_alpha: f64,
+    /// IWAE: importance samples per example in training.
+    #[serde(default = "default_iwae_k")]
+    pub iwae_k: usize,
+    /// VQ-VAE: entries in the codebook.
+    #[serde(default = "default_codebook_size")]
+    pub codebook_size: usize,
+    /// VQ-VAE: width of each code vector (the encoder emits `latent_dim` of them).
+    #[serde(default = "default_code_dim")]
+    pub code_dim: usize,
+    /// VQ-VAE: β, the weight of the commitment loss.
+    #[serde(default = "default_commitment")]
+    pub commitment: f64,
+    /// WGAN-GP: λ, the weight of the gradient penalty.
+    #[serde(default = "default_gp_weight")]
+    pub gp_weight: f64,
 }
 
 pub use crate::schedule::{Capacity, KlWarmup, WarmupSchedule};
@@ -67,6 +100,31 @@ fn default_d_steps() -> usize {
 }
 fn default_recon_weight() -> f64 {
     1e-2
+}
+
+fn default_gamma() -> f64 {
+    10.0
+}
+fn default_disc_hidden() -> Vec<usize> {
+    vec![1000; 5]
+}
+fn default_lambda_od() -> f64 {
+    10.0
+}
+fn default_iwae_k() -> usize {
+    5
+}
+fn default_codebook_size() -> usize {
+    128
+}
+fn default_code_dim() -> usize {
+    8
+}
+fn default_commitment() -> f64 {
+    0.25
+}
+fn default_gp_weight() -> f64 {
+    10.0
 }
 
 fn default_latent_dim() -> usize {
@@ -104,6 +162,21 @@ impl ModelSpec {
         }
         if !(self.recon_weight >= 0.0 && self.recon_weight.is_finite()) {
             anyhow::bail!("model.recon_weight: must be a non-negative number, got {}", self.recon_weight);
+        }
+        for (name, v) in [("gamma", self.gamma), ("lambda_od", self.lambda_od), ("commitment", self.commitment), ("gp_weight", self.gp_weight)]
+            .into_iter()
+            .chain(self.lambda_d.map(|v| ("lambda_d", v)))
+            .chain(self.mmd_weight.map(|v| ("mmd_weight", v)))
+        {
+            if !(v >= 0.0 && v.is_finite()) {
+                anyhow::bail!("model.{name}: must be a non-negative number, got {v}");
+            }
+        }
+        if !(self.info_alpha.is_finite() && self.info_alpha <= 1.0) {
+            anyhow::bail!("model.info_alpha: must be at most 1 (the KL weight is 1 − α), got {}", self.info_alpha);
+        }
+        if self.iwae_k == 0 || self.codebook_size == 0 || self.code_dim == 0 || self.disc_hidden.contains(&0) {
+            anyhow::bail!("model.iwae_k / codebook_size / code_dim / disc_hidden: must be at least 1");
         }
         if self.channels.is_empty() {
             anyhow::bail!("model.channels: the conv backbone needs at least one layer");

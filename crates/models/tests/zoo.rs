@@ -87,8 +87,8 @@ fn every_model_backbone_and_size_trains_a_step() {
                 let batch = Batch { x, labels: Some(onehot(&[0, 3, 9, 3], 10)) };
                 let mut ctx = ModelCtx { rng: &mut rng, step: 1 };
                 let groups = model.param_groups();
-                let all: usize = groups.iter().map(|g| g.vars.len()).sum();
-                assert_eq!(all, varmap.all_vars().len(), "{what}: every parameter is in exactly one group");
+                let all: usize = groups.iter().map(|g| g.vars.len()).sum::<usize>() + model.buffers().len();
+                assert_eq!(all, varmap.all_vars().len(), "{what}: every parameter is in exactly one group or a buffer");
                 for (pi, phase) in model.phases().iter().enumerate() {
                     let vars = &groups[phase.group].vars;
                     let before = snapshot(vars);
@@ -105,7 +105,9 @@ fn every_model_backbone_and_size_trains_a_step() {
                 if let Some(rec) = model.reconstruct(&batch, &mut ctx).unwrap() {
                     assert_eq!(rec.dims(), &[4, c, s, s], "{what}");
                     let z = model.encode(&batch).unwrap().unwrap();
-                    assert_eq!(z.dims(), &[4, 3], "{what}");
+                    assert_eq!(z.dims(), &[4, model.latent_dim()], "{what}");
+                    let back = model.decode(&z, batch.labels.as_ref()).unwrap().unwrap();
+                    assert_eq!(back.dims(), &[4, c, s, s], "{what}: decode takes what encode gives");
                 }
                 if let Some(sample) = model.sample(5, None, &mut ctx).unwrap() {
                     assert_eq!(sample.dims(), &[5, c, s, s], "{what}");
@@ -132,15 +134,17 @@ fn gan_mlp_pair_on_2d_points() {
 }
 
 /// A discriminator step leaves the generator unchanged, a generator step leaves the discriminator unchanged;
-/// for VAE-GAN each of the three phases moves only its own network.
+/// for VAE-GAN each of the three phases moves only its own network; WGAN-GP's critic step (with its gradient
+/// penalty), the conditional GAN's and FactorVAE's discriminator step likewise.
 #[test]
 fn adversarial_updates_touch_only_their_own_parameters() {
-    for kind in ["gan", "vae_gan"] {
+    for kind in ["gan", "vae_gan", "wgan_gp", "cgan", "factor_vae"] {
         let varmap = VarMap::new();
-        let model = vaelab_models::build(&spec(kind, "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 5, &Device::Cpu).unwrap();
+        let model = vaelab_models::build(&spec(kind, "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 5, &Device::Cpu).unwrap();
         let groups = model.param_groups();
+        assert!(groups.len() >= 2, "{kind} has its own optimizer per network");
         let mut opts: Vec<_> = groups.iter().map(|g| candle_nn::AdamW::new_lr(g.vars.clone(), 1e-2).unwrap()).collect();
-        let batch = Batch { x: Tensor::rand(0f32, 1f32, (6, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
+        let batch = Batch { x: Tensor::rand(0f32, 1f32, (6, 1, 28, 28), &Device::Cpu).unwrap(), labels: Some(onehot(&[0, 1, 2, 3, 4, 5], 10)) };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for (pi, phase) in model.phases().iter().enumerate() {
             let before: Vec<Vec<Tensor>> = groups.iter().map(|g| snapshot(&g.vars)).collect();

@@ -2,6 +2,9 @@
 //! DCGAN-style (Radford et al. 2016: strided convs, leaky-ReLU discriminator, transposed-conv generator);
 //! with `backbone: mlp` it is the MLP pair used on 2D toy data. Generator and discriminator have their own
 //! optimizers; the discriminator takes `model.d_steps` steps per generator step.
+//!
+//! [`Gan`] is also the body of WGAN-GP (another objective) and the conditional GAN (label-conditioned
+//! generator and discriminator): those modules only configure it.
 
 use super::{to_data_space, vars_under};
 use crate::backbone::{Decoder, Encoder};
@@ -12,38 +15,104 @@ use crate::spec::{Likelihood, ModelSpec};
 use candle_core::{Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+/// What the discriminator and generator minimise.
+#[derive(Debug, Clone, Copy)]
+pub enum GanObjective {
+    /// Goodfellow et al.'s discriminator loss with the non-saturating generator loss.
+    NonSaturating,
+    /// Wasserstein critic with the gradient penalty λ·(‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ of real
+    /// and generated samples (Gulrajani et al. 2017).
+    WassersteinGp { gp_weight: f64 },
+}
+
 pub struct Gan {
     generator: Decoder,
     discriminator: Encoder,
     likelihood: Likelihood,
     latent_dim: usize,
     d_steps: usize,
+    objective: GanObjective,
+    /// Conditional GAN: the number of classes whose one-hot label both networks see.
+    classes: Option<usize>,
     varmap: VarMap,
 }
 
 pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
-    Ok(Box::new(Gan {
-        generator: Decoder::new(spec, data.shape, spec.latent_dim, vb.pp("generator"))?,
-        discriminator: Encoder::discriminator(spec, data.shape, 0, vb.pp("discriminator"))?,
-        likelihood: spec.likelihood,
-        latent_dim: spec.latent_dim,
-        d_steps: spec.d_steps,
-        varmap: varmap.clone(),
-    }))
+    Ok(Box::new(Gan::new(spec, data, varmap, vb, GanObjective::NonSaturating, None)?))
 }
 
 const D: usize = 0; // phase / group indices
 const G: usize = 1;
 
 impl Gan {
-    /// `n` generated samples in data space (the discriminator sees data-space values for real and fake alike).
-    fn generate(&self, n: usize, ctx: &mut ModelCtx) -> Result<Tensor> {
-        let z = randn(ctx.rng, (n, self.latent_dim), &candle_core::Device::Cpu)?;
-        to_data_space(self.likelihood, &self.generator.forward(&z)?)
+    pub fn new(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder, objective: GanObjective, classes: Option<usize>) -> Result<Self> {
+        let k = classes.unwrap_or(0);
+        Ok(Gan {
+            generator: Decoder::new(spec, data.shape, spec.latent_dim + k, vb.pp("generator"))?,
+            discriminator: Encoder::discriminator(spec, data.shape, k, vb.pp("discriminator"))?,
+            likelihood: spec.likelihood,
+            latent_dim: spec.latent_dim,
+            d_steps: spec.d_steps,
+            objective,
+            classes,
+            varmap: varmap.clone(),
+        })
     }
 
-    fn critic(&self, x: &Tensor) -> Result<Tensor> {
-        self.discriminator.forward(x, None)?.squeeze(1)
+    /// The one-hot labels a conditional GAN trains on (`None` for an unconditional one).
+    fn labels<'a>(&self, batch: &'a Batch) -> Result<Option<&'a Tensor>> {
+        match (self.classes, &batch.labels) {
+            (None, _) => Ok(None),
+            (Some(_), Some(l)) => Ok(Some(l)),
+            (Some(_), None) => candle_core::bail!("a conditional model needs labelled data"),
+        }
+    }
+
+    /// Labels for `n` samples: the given ones, or classes 0, 1, …, K−1 in turn.
+    fn sample_labels(&self, n: usize, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        match (self.classes, labels) {
+            (None, _) => Ok(None),
+            (Some(_), Some(l)) => Ok(Some(l.clone())),
+            (Some(k), None) => {
+                let mut v = vec![0f32; n * k];
+                for i in 0..n {
+                    v[i * k + i % k] = 1.0;
+                }
+                Tensor::from_vec(v, (n, k), &candle_core::Device::Cpu).map(Some)
+            }
+        }
+    }
+
+    fn generate_from(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        let input = match labels {
+            Some(l) => Tensor::cat(&[z, l], 1)?,
+            None => z.clone(),
+        };
+        to_data_space(self.likelihood, &self.generator.forward(&input)?)
+    }
+
+    /// `n` generated samples in data space (the discriminator sees data-space values for real and fake alike).
+    fn generate(&self, n: usize, labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Tensor> {
+        let z = randn(ctx.rng, (n, self.latent_dim), &candle_core::Device::Cpu)?;
+        self.generate_from(&z, labels)
+    }
+
+    fn critic(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        self.discriminator.forward(x, labels)?.squeeze(1)
+    }
+
+    /// λ·mean_b (‖∇ₓ D(x̂_b)‖₂ − 1)², x̂ = ε·real + (1 − ε)·fake, ε ~ U(0, 1) per example.
+    fn gradient_penalty(&self, real: &Tensor, fake: &Tensor, labels: Option<&Tensor>, gp_weight: f64, ctx: &mut ModelCtx) -> Result<Tensor> {
+        use rand::Rng;
+        let n = real.dim(0)?;
+        let eps: Vec<f32> = (0..n).map(|_| ctx.rng.random::<f32>()).collect();
+        let mut shape = vec![n];
+        shape.extend(std::iter::repeat(1).take(real.rank() - 1));
+        let eps = Tensor::from_vec(eps, shape, real.device())?;
+        let mix = (real.broadcast_mul(&eps)? + fake.broadcast_mul(&(1.0 - &eps)?)?)?;
+        let g = self.discriminator.input_gradient(&mix, labels)?.flatten_from(1)?;
+        let norm = (g.sqr()?.sum(1)? + 1e-12)?.sqrt()?;
+        (norm - 1.0)?.sqr()?.mean_all()? * gp_weight
     }
 }
 
@@ -61,25 +130,44 @@ impl GenerativeModel for Gan {
 
     fn loss(&self, phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses> {
         let n = batch.x.dim(0)?;
+        let labels = self.labels(batch)?;
         if phase == D {
             // The fake batch is detached: this phase's gradient must not reach the generator.
-            let fake = self.generate(n, ctx)?.detach();
-            let (lr, lf) = (self.critic(&batch.x)?, self.critic(&fake)?);
-            let d_loss = (softplus(&lr.neg()?)?.mean_all()? + softplus(&lf)?.mean_all()?)?;
-            let d_real = candle_nn::ops::sigmoid(&lr)?.mean_all()?;
-            let d_fake = candle_nn::ops::sigmoid(&lf)?.mean_all()?;
-            Ok(Losses { objective: d_loss.clone(), terms: vec![("d_loss", d_loss), ("d_real", d_real), ("d_fake", d_fake)] })
+            let fake = self.generate(n, labels, ctx)?.detach();
+            let (lr, lf) = (self.critic(&batch.x, labels)?, self.critic(&fake, labels)?);
+            match self.objective {
+                GanObjective::NonSaturating => {
+                    let d_loss = (softplus(&lr.neg()?)?.mean_all()? + softplus(&lf)?.mean_all()?)?;
+                    let d_real = candle_nn::ops::sigmoid(&lr)?.mean_all()?;
+                    let d_fake = candle_nn::ops::sigmoid(&lf)?.mean_all()?;
+                    Ok(Losses { objective: d_loss.clone(), terms: vec![("d_loss", d_loss), ("d_real", d_real), ("d_fake", d_fake)] })
+                }
+                GanObjective::WassersteinGp { gp_weight } => {
+                    let gap = (lr.mean_all()? - lf.mean_all()?)?; // the critic's estimate of W(real, fake)
+                    let gp = self.gradient_penalty(&batch.x, &fake, labels, gp_weight, ctx)?;
+                    let d_loss = (gp.clone() - &gap)?;
+                    Ok(Losses { objective: d_loss.clone(), terms: vec![("d_loss", d_loss), ("wasserstein", gap), ("gradient_penalty", gp)] })
+                }
+            }
         } else {
-            // Non-saturating: the generator maximises log D(G(z)).
-            let g_loss = softplus(&self.critic(&self.generate(n, ctx)?)?.neg()?)?.mean_all()?;
+            let lf = self.critic(&self.generate(n, labels, ctx)?, labels)?;
+            let g_loss = match self.objective {
+                // Non-saturating: the generator maximises log D(G(z)).
+                GanObjective::NonSaturating => softplus(&lf.neg()?)?.mean_all()?,
+                GanObjective::WassersteinGp { .. } => lf.mean_all()?.neg()?,
+            };
             Ok(Losses { objective: g_loss.clone(), terms: vec![("g_loss", g_loss)] })
         }
     }
 
     fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>> {
-        let lr = self.critic(&batch.x)?;
-        let lf = self.critic(&self.generate(batch.x.dim(0)?, ctx)?)?;
-        Ok(vec![("g_loss", softplus(&lf.neg()?)?), ("d_real", softplus(&lr.neg()?)?), ("d_fake", softplus(&lf)?)])
+        let labels = self.labels(batch)?;
+        let lr = self.critic(&batch.x, labels)?;
+        let lf = self.critic(&self.generate(batch.x.dim(0)?, labels, ctx)?, labels)?;
+        match self.objective {
+            GanObjective::NonSaturating => Ok(vec![("g_loss", softplus(&lf.neg()?)?), ("d_real", softplus(&lr.neg()?)?), ("d_fake", softplus(&lf)?)]),
+            GanObjective::WassersteinGp { .. } => Ok(vec![("g_loss", lf.neg()?), ("critic_real", lr), ("critic_fake", lf)]),
+        }
     }
 
     /// The generator's loss against the current discriminator: a training signal, not a quality measure
@@ -92,19 +180,25 @@ impl GenerativeModel for Gan {
         Ok(None) // no encoder
     }
 
-    fn sample(&self, n: usize, _labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
-        self.generate(n, ctx).map(Some)
+    fn sample(&self, n: usize, labels: Option<&Tensor>, ctx: &mut ModelCtx) -> Result<Option<Tensor>> {
+        let labels = self.sample_labels(n, labels)?;
+        self.generate(n, labels.as_ref(), ctx).map(Some)
     }
 
     fn encode(&self, _batch: &Batch) -> Result<Option<Tensor>> {
         Ok(None)
     }
 
-    fn decode(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Option<Tensor>> {
-        to_data_space(self.likelihood, &self.generator.forward(z)?).map(Some)
+    fn decode(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let labels = self.sample_labels(z.dim(0)?, labels)?;
+        self.generate_from(z, labels.as_ref()).map(Some)
     }
 
     fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.classes
     }
 }

@@ -1,11 +1,20 @@
 //! One module per model. Each exposes `build(spec, data, varmap, vb)`; the registry lists them.
 
 pub mod ae;
+pub mod beta_tc_vae;
 pub mod beta_vae;
+pub mod cgan;
 pub mod cvae;
+pub mod dip_vae;
+pub mod factor_vae;
 pub mod gan;
+pub mod info_vae;
+pub mod iwae;
 pub mod vae;
 pub mod vae_gan;
+pub mod vq_vae;
+pub mod wae_mmd;
+pub mod wgan_gp;
 
 use crate::losses;
 use crate::spec::Likelihood;

@@ -1,0 +1,217 @@
+//! The extended zoo's pieces against independent answers: the critic's explicit input gradient against
+//! candle's autograd, the estimators (TC, MMD, DIP covariance) on inputs whose answer is known, the
+//! FactorVAE permutation, the IWAE bound, and the VQ-VAE's quantizer and EMA codebook.
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vaelab_models::backbone::Encoder;
+use vaelab_models::init::randn;
+use vaelab_models::zoo::{beta_tc_vae, dip_vae, factor_vae, wae_mmd};
+use vaelab_models::{Batch, DataInfo, ModelCtx, ModelSpec};
+
+fn spec(yaml: &str) -> ModelSpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_scalar::<f32>().unwrap() as f64
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    scalar(&(a - b).unwrap().abs().unwrap().max_all().unwrap())
+}
+
+/// WGAN-GP's penalty rests on `Encoder::input_gradient`: it must equal the gradient candle's backward
+/// computes for the input, for both backbones, with and without label planes.
+#[test]
+fn critic_input_gradient_matches_autograd() {
+    let dev = Device::Cpu;
+    for (backbone, label) in [("mlp", false), ("mlp", true), ("conv", false), ("conv", true)] {
+        let s = spec(&format!("{{kind: wgan_gp, backbone: {backbone}, hidden: [24, 12], channels: [4, 8]}}"));
+        let varmap = VarMap::new();
+        let vb = vaelab_models::init::SeededInit::var_builder(&varmap, 9, &dev);
+        let extra = if label { 3 } else { 0 };
+        let critic = Encoder::discriminator(&s, &[2, 8, 8], extra, vb).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let x = Var::from_tensor(&randn(&mut rng, (5, 2, 8, 8), &dev).unwrap()).unwrap();
+        let labels = label.then(|| randn(&mut rng, (5, 3), &dev).unwrap());
+        let out = critic.forward(x.as_tensor(), labels.as_ref()).unwrap().sum_all().unwrap();
+        let want = out.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+        let got = critic.input_gradient(x.as_tensor(), labels.as_ref()).unwrap();
+        assert_eq!(got.dims(), &[5, 2, 8, 8]);
+        let scale = scalar(&want.abs().unwrap().max_all().unwrap());
+        assert!(scale > 0.0);
+        assert!(max_abs_diff(&got, &want) < 1e-4 * scale.max(1.0), "{backbone} label={label}");
+    }
+}
+
+/// The gradient penalty is differentiable in the critic's weights: its gradient matches a finite difference.
+#[test]
+fn gradient_penalty_trains_the_critic_weights() {
+    let dev = Device::Cpu;
+    let s = spec("{kind: wgan_gp, backbone: mlp, hidden: [6]}");
+    let varmap = VarMap::new();
+    let vb = vaelab_models::init::SeededInit::var_builder(&varmap, 2, &dev);
+    let critic = Encoder::discriminator(&s, &[3], 0, vb).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let x = randn(&mut rng, (7, 3), &dev).unwrap();
+    let penalty = || {
+        let g = critic.input_gradient(&x, None).unwrap();
+        (g.sqr().unwrap().sum(1).unwrap().sqrt().unwrap() - 1.0).unwrap().sqr().unwrap().sum_all().unwrap()
+    };
+    let w = varmap.data().lock().unwrap()["fc0.weight"].clone();
+    let grad = penalty().backward().unwrap().get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let base = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for i in [0, 4, 11, 17] {
+        let h = 1e-2f32;
+        let mut v = base.clone();
+        v[i] += h;
+        w.set(&Tensor::from_vec(v.clone(), w.shape(), &dev).unwrap()).unwrap();
+        let up = scalar(&penalty());
+        v[i] -= 2.0 * h;
+        w.set(&Tensor::from_vec(v, w.shape(), &dev).unwrap()).unwrap();
+        let down = scalar(&penalty());
+        w.set(&Tensor::from_vec(base.clone(), w.shape(), &dev).unwrap()).unwrap();
+        let fd = (up - down) / (2.0 * h as f64);
+        assert!((fd - grad[i] as f64).abs() < 2e-2 * fd.abs().max(0.1), "weight {i}: finite difference {fd} vs {}", grad[i]);
+    }
+}
+
+/// TC(z) = 0 for independent dimensions, > 0 for dependent ones. With identical posteriors the minibatch
+/// estimate is exactly −(d − 1)·log B (the constants it leaves out); two copies of one code score higher
+/// than two independent codes.
+#[test]
+fn total_correlation_estimate_tells_dependent_codes_from_independent_ones() {
+    let dev = Device::Cpu;
+    let (b, d) = (64, 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let z = randn(&mut rng, (b, d), &dev).unwrap();
+    let zeros = Tensor::zeros((b, d), candle_core::DType::F32, &dev).unwrap();
+    let tc = scalar(&beta_tc_vae::total_correlation(&z, &zeros, &zeros).unwrap().mean_all().unwrap());
+    let want = -((d - 1) as f64) * (b as f64).ln();
+    assert!((tc - want).abs() < 1e-3, "{tc} vs {want}");
+
+    let logvar = (Tensor::ones((b, 2), candle_core::DType::F32, &dev).unwrap() * (2.0 * 0.05f64.ln())).unwrap();
+    let m1 = randn(&mut rng, (b, 1), &dev).unwrap();
+    let m2 = randn(&mut rng, (b, 1), &dev).unwrap();
+    let tc_of = |mu: Tensor| {
+        let eps = randn(&mut ChaCha8Rng::seed_from_u64(5), (b, 2), &dev).unwrap();
+        let z = (&mu + (eps * 0.05).unwrap()).unwrap();
+        scalar(&beta_tc_vae::total_correlation(&z, &mu, &logvar).unwrap().mean_all().unwrap())
+    };
+    let dependent = tc_of(Tensor::cat(&[&m1, &m1], 1).unwrap());
+    let independent = tc_of(Tensor::cat(&[&m1, &m2], 1).unwrap());
+    assert!(dependent > independent + 0.5, "dependent {dependent} vs independent {independent}");
+}
+
+#[test]
+fn dip_penalty_is_zero_at_identity_covariance_and_counts_each_entry() {
+    let dev = Device::Cpu;
+    // Rows ±e_i: batch covariance (÷B) exactly the identity, mean 0.
+    let mut v = vec![0f32; 6 * 3];
+    for i in 0..3 {
+        v[(2 * i) * 3 + i] = 3f32.sqrt();
+        v[(2 * i + 1) * 3 + i] = -(3f32.sqrt());
+    }
+    let mu = Tensor::from_vec(v, (6, 3), &dev).unwrap();
+    let cov = dip_vae::covariance(&mu).unwrap();
+    assert!(max_abs_diff(&cov, &Tensor::eye(3, candle_core::DType::F32, &dev).unwrap()) < 1e-5);
+    let zeros = Tensor::zeros((6, 3), candle_core::DType::F32, &dev).unwrap();
+    let i = dip_vae::DipPenalty { second_type: false, lambda_od: 10.0, lambda_d: 100.0 };
+    assert!(scalar(&i.penalty(&mu, &zeros).unwrap()).abs() < 1e-4);
+    // Doubling the codes: diagonal 4 → 100·3·(4 − 1)² = 2700.
+    assert!((scalar(&i.penalty(&(&mu * 2.0).unwrap(), &zeros).unwrap()) - 2700.0).abs() < 1e-1);
+    // Type II adds E[σ²] = 1 (log σ² = 0) to the diagonal: 2 → λ_d·3·1.
+    let ii = dip_vae::DipPenalty { second_type: true, lambda_od: 10.0, lambda_d: 1.0 };
+    assert!((scalar(&ii.penalty(&mu, &zeros).unwrap()) - 3.0).abs() < 1e-3);
+}
+
+#[test]
+fn mmd_is_near_zero_for_one_distribution_and_grows_with_a_shift() {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = randn(&mut rng, (400, 4), &dev).unwrap();
+    let y = randn(&mut rng, (400, 4), &dev).unwrap();
+    let same = scalar(&wae_mmd::mmd_imq(&x, &y).unwrap());
+    let shifted = scalar(&wae_mmd::mmd_imq(&x, &(&y + 1.5).unwrap()).unwrap());
+    assert!(same.abs() < 0.01, "same distribution: {same}");
+    assert!(shifted > 0.2, "shifted by 1.5: {shifted}");
+    assert!(scalar(&wae_mmd::mmd_imq(&x, &(&y + 0.5).unwrap()).unwrap()) < shifted);
+}
+
+#[test]
+fn factor_vae_permutes_each_dimension_on_its_own() {
+    let dev = Device::Cpu;
+    let z = Tensor::arange(0f32, 60.0, &dev).unwrap().reshape((20, 3)).unwrap();
+    let p = factor_vae::permute_dims(&z, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+    let (zv, pv): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (z.to_vec2().unwrap(), p.to_vec2().unwrap());
+    for j in 0..3 {
+        let mut a: Vec<f32> = zv.iter().map(|r| r[j]).collect();
+        let mut b: Vec<f32> = pv.iter().map(|r| r[j]).collect();
+        assert_ne!(a, b, "column {j} is shuffled");
+        a.sort_by(f32::total_cmp);
+        b.sort_by(f32::total_cmp);
+        assert_eq!(a, b, "column {j} keeps its values");
+    }
+    // Rows are mixed: some row holds values from different rows of z.
+    assert!(pv.iter().any(|r| (r[0] as usize) / 3 != (r[1] as usize) / 3));
+}
+
+/// The IWAE objective is the k-sample bound: never above the one-sample −ELBO on average, and k = 1 trains
+/// exactly the VAE's objective.
+#[test]
+fn iwae_bound_is_tighter_than_the_elbo() {
+    let dev = Device::Cpu;
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    let px: Vec<f32> = (0..8 * 784).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
+    let batch = Batch { x: Tensor::from_vec(px, (8, 1, 28, 28), &dev).unwrap(), labels: None };
+    let term = |l: &vaelab_models::Losses, n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap().1);
+    let model = vaelab_models::build(&spec("{kind: iwae, latent_dim: 4, hidden: [32], iwae_k: 50}"), &info, &VarMap::new(), 0, &dev).unwrap();
+    let (mut bound, mut elbo) = (0.0, 0.0);
+    for seed in 0..5 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap();
+        bound += term(&l, "iwae_bound");
+        elbo += term(&l, "neg_elbo");
+        assert_eq!(scalar(&l.objective), term(&l, "iwae_bound"));
+    }
+    assert!(bound < elbo, "IWAE (k = 50) {bound} vs −ELBO {elbo}");
+    let k1 = vaelab_models::build(&spec("{kind: iwae, latent_dim: 4, hidden: [32], iwae_k: 1}"), &info, &VarMap::new(), 0, &dev).unwrap();
+    let l = k1.loss(0, &batch, &mut ModelCtx { rng: &mut ChaCha8Rng::seed_from_u64(0), step: 1 }).unwrap();
+    assert!((scalar(&l.objective) - term(&l, "neg_elbo")).abs() < 1e-3);
+}
+
+/// The quantizer picks the nearest entry, the straight-through estimator passes the decoder's gradient to the
+/// encoder, and the EMA variant moves its codebook without an optimizer.
+#[test]
+fn vq_vae_quantizes_and_its_ema_codebook_moves() {
+    let dev = Device::Cpu;
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    let batch = Batch { x: Tensor::rand(0f32, 1f32, (16, 1, 28, 28), &dev).unwrap(), labels: None };
+    for kind in ["vq_vae", "vq_vae_ema"] {
+        let varmap = VarMap::new();
+        let model = vaelab_models::build(&spec(&format!("{{kind: {kind}, latent_dim: 4, code_dim: 3, codebook_size: 16, hidden: [32]}}")), &info, &varmap, 0, &dev).unwrap();
+        let codebook = || varmap.data().lock().unwrap()["codebook.weight"].as_tensor().copy().unwrap();
+        let cb = codebook();
+        // Every code returned by `encode` is a codebook row, the nearest to the encoder's output.
+        let z = model.encode(&batch).unwrap().unwrap().reshape(((), 3)).unwrap();
+        let cbv: Vec<Vec<f32>> = cb.to_vec2().unwrap();
+        for row in z.to_vec2::<f32>().unwrap() {
+            assert!(cbv.iter().any(|e| e == &row), "{kind}: {row:?} is a codebook entry");
+        }
+        let groups = model.param_groups();
+        let trained: Vec<Var> = groups[0].vars.clone();
+        let encoder_w = varmap.data().lock().unwrap()["encoder.out.weight"].clone();
+        assert!(trained.iter().any(|v| v.as_tensor().id() == encoder_w.as_tensor().id()));
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap();
+        let grads = l.objective.backward().unwrap();
+        let g = grads.get(encoder_w.as_tensor()).expect("the encoder gets a gradient through the quantizer");
+        assert!(scalar(&g.abs().unwrap().max_all().unwrap()) > 0.0);
+        let moved = max_abs_diff(&codebook(), &cb) > 0.0;
+        assert_eq!(moved, kind == "vq_vae_ema", "{kind}: only the EMA variant moves its codebook in the loss");
+        assert_eq!(model.buffers().is_empty(), kind == "vq_vae");
+    }
+}
