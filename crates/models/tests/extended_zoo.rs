@@ -240,3 +240,29 @@ fn wgan_gp_critic_separates_real_from_fake() {
     assert!(last.0 > 2.0, "critic gap after 300 steps: {}", last.0);
     assert!(last.1 < 1.0, "gradient penalty {}", last.1);
 }
+
+/// The conditional GAN, like the CVAE: the label changes the generator's output for the same z, sampling
+/// per class returns the requested count, and unlabelled data is refused.
+#[test]
+fn cgan_is_conditioned_on_the_label() {
+    let dev = Device::Cpu;
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: Some(10) };
+    for backbone in ["mlp", "conv"] {
+        let model = vaelab_models::build(&spec(&format!("{{kind: cgan, backbone: {backbone}, latent_dim: 8, hidden: [32], channels: [8, 16]}}")), &info, &VarMap::new(), 1, &dev).unwrap();
+        assert_eq!(model.classes(), Some(10));
+        let z = randn(&mut ChaCha8Rng::seed_from_u64(2), (2, 8), &dev).unwrap();
+        let onehot = |k: usize| {
+            let mut v = vec![0f32; 20];
+            v[k] = 1.0;
+            v[10 + k] = 1.0;
+            Tensor::from_vec(v, (2, 10), &dev).unwrap()
+        };
+        let a = model.decode(&z, Some(&onehot(1))).unwrap().unwrap();
+        let b = model.decode(&z, Some(&onehot(7))).unwrap().unwrap();
+        assert!(max_abs_diff(&a, &b) > 1e-4, "{backbone}: the label changes the sample");
+        let s = model.sample(30, None, &mut ModelCtx { rng: &mut ChaCha8Rng::seed_from_u64(0), step: 0 }).unwrap().unwrap();
+        assert_eq!(s.dims(), &[30, 1, 28, 28]);
+    }
+    let unlabelled = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    assert!(vaelab_models::build(&spec("{kind: cgan}"), &unlabelled, &VarMap::new(), 1, &dev).is_err());
+}
