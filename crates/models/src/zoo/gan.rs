@@ -61,26 +61,12 @@ impl Gan {
 
     /// The one-hot labels a conditional GAN trains on (`None` for an unconditional one).
     fn labels<'a>(&self, batch: &'a Batch) -> Result<Option<&'a Tensor>> {
-        match (self.classes, &batch.labels) {
-            (None, _) => Ok(None),
-            (Some(_), Some(l)) => Ok(Some(l)),
-            (Some(_), None) => candle_core::bail!("a conditional model needs labelled data"),
-        }
+        super::batch_labels(self.classes, batch)
     }
 
     /// Labels for `n` samples: the given ones, or classes 0, 1, …, K−1 in turn.
     fn sample_labels(&self, n: usize, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
-        match (self.classes, labels) {
-            (None, _) => Ok(None),
-            (Some(_), Some(l)) => Ok(Some(l.clone())),
-            (Some(k), None) => {
-                let mut v = vec![0f32; n * k];
-                for i in 0..n {
-                    v[i * k + i % k] = 1.0;
-                }
-                Tensor::from_vec(v, (n, k), &candle_core::Device::Cpu).map(Some)
-            }
-        }
+        super::sample_labels(self.classes, n, labels)
     }
 
     fn generate_from(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {

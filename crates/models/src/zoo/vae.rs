@@ -113,11 +113,7 @@ impl Vae {
 
     /// The one-hot labels of a conditional model's batch (`None` for unconditional models).
     pub fn labels<'a>(&self, batch: &'a Batch) -> Result<Option<&'a Tensor>> {
-        match (self.classes, &batch.labels) {
-            (None, _) => Ok(None),
-            (Some(_), Some(l)) => Ok(Some(l)),
-            (Some(_), None) => candle_core::bail!("a conditional model needs labelled data"),
-        }
+        super::batch_labels(self.classes, batch)
     }
 
     /// The variables of the encoder and decoder, name-sorted (one optimizer).
@@ -129,17 +125,7 @@ impl Vae {
 
     /// One-hot labels for `n` class-conditional samples: the given ones, or classes 0, 1, …, K−1 in turn.
     fn sample_labels(&self, n: usize, labels: Option<&Tensor>) -> Result<Option<Tensor>> {
-        match (self.classes, labels) {
-            (None, _) => Ok(None),
-            (Some(_), Some(l)) => Ok(Some(l.clone())),
-            (Some(k), None) => {
-                let mut v = vec![0f32; n * k];
-                for i in 0..n {
-                    v[i * k + i % k] = 1.0;
-                }
-                Tensor::from_vec(v, (n, k), &candle_core::Device::Cpu).map(Some)
-            }
-        }
+        super::sample_labels(self.classes, n, labels)
     }
 }
 
