@@ -117,6 +117,11 @@ impl Encoder {
         }
     }
 
+    /// Width of [`Encoder::features`].
+    pub fn feature_dim(&self) -> usize {
+        self.out.weight().dim(1).expect("a linear layer's weight is 2-d")
+    }
+
     /// The output layer applied to [`Encoder::features`].
     pub fn head(&self, features: &Tensor) -> Result<Tensor> {
         self.out.forward(features)

@@ -85,6 +85,9 @@ pub struct ModelSpec {
     /// VQ-VAE: β, the weight of the commitment loss.
     #[serde(default = "default_commitment")]
     pub commitment: f64,
+    /// cgan: a projection discriminator (Miyato & Koyama 2018) instead of the label concatenated to its input.
+    #[serde(default)]
+    pub projection: bool,
     /// WGAN-GP: λ, the weight of the gradient penalty.
     #[serde(default = "default_gp_weight")]
     pub gp_weight: f64,

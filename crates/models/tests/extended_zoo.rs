@@ -247,8 +247,16 @@ fn wgan_gp_critic_separates_real_from_fake() {
 fn cgan_is_conditioned_on_the_label() {
     let dev = Device::Cpu;
     let info = DataInfo { shape: &[1, 28, 28], num_classes: Some(10) };
-    for backbone in ["mlp", "conv"] {
-        let model = vaelab_models::build(&spec(&format!("{{kind: cgan, backbone: {backbone}, latent_dim: 8, hidden: [32], channels: [8, 16]}}")), &info, &VarMap::new(), 1, &dev).unwrap();
+    for (backbone, projection) in [("mlp", false), ("conv", false), ("mlp", true), ("conv", true)] {
+        let varmap = VarMap::new();
+        let model = vaelab_models::build(&spec(&format!("{{kind: cgan, backbone: {backbone}, latent_dim: 8, hidden: [32], channels: [8, 16], projection: {projection}}}")), &info, &varmap, 1, &dev).unwrap();
+        assert_eq!(varmap.data().lock().unwrap().contains_key("discriminator.projection.weight"), projection);
+        // The discriminator's score depends on the label.
+        let x = Tensor::rand(0f32, 1f32, (2, 1, 28, 28), &dev).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let lbl = |k: usize| Batch { x: x.clone(), labels: Some(Tensor::from_vec((0..20).map(|i| (i % 10 == k) as u8 as f32).collect::<Vec<_>>(), (2, 10), &dev).unwrap()) };
+        let ev = |b: &Batch, rng: &mut ChaCha8Rng| scalar(&model.eval(b, &mut ModelCtx { rng, step: 0 }).unwrap()[1].1.sum_all().unwrap());
+        assert!((ev(&lbl(2), &mut rng) - ev(&lbl(5), &mut rng)).abs() > 1e-6, "{backbone} projection={projection}: D sees the label");
         assert_eq!(model.classes(), Some(10));
         let z = randn(&mut ChaCha8Rng::seed_from_u64(2), (2, 8), &dev).unwrap();
         let onehot = |k: usize| {

@@ -34,6 +34,9 @@ pub struct Gan {
     objective: GanObjective,
     /// Conditional GAN: the number of classes whose one-hot label both networks see.
     classes: Option<usize>,
+    /// Projection discriminator (Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨V·y, φ(x)⟩ instead of the label
+    /// concatenated to the input. `V` maps a one-hot label to the feature space.
+    projection: Option<candle_nn::Linear>,
     varmap: VarMap,
 }
 
@@ -47,9 +50,19 @@ const G: usize = 1;
 impl Gan {
     pub fn new(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder, objective: GanObjective, classes: Option<usize>) -> Result<Self> {
         let k = classes.unwrap_or(0);
+        let project = spec.projection && k > 0;
+        if project && !matches!(objective, GanObjective::NonSaturating) {
+            candle_core::bail!("model.projection: only for the non-saturating conditional GAN (cgan)");
+        }
+        let discriminator = Encoder::discriminator(spec, data.shape, if project { 0 } else { k }, vb.pp("discriminator"))?;
+        let projection = match project {
+            true => Some(candle_nn::linear_no_bias(k, discriminator.feature_dim(), vb.pp("discriminator").pp("projection"))?),
+            false => None,
+        };
         Ok(Gan {
             generator: Decoder::new(spec, data.shape, spec.latent_dim + k, vb.pp("generator"))?,
-            discriminator: Encoder::discriminator(spec, data.shape, k, vb.pp("discriminator"))?,
+            discriminator,
+            projection,
             likelihood: spec.likelihood,
             latent_dim: spec.latent_dim,
             d_steps: spec.d_steps,
@@ -84,7 +97,14 @@ impl Gan {
     }
 
     fn critic(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        self.discriminator.forward(x, labels)?.squeeze(1)
+        match (&self.projection, labels) {
+            (Some(v), Some(y)) => {
+                let phi = self.discriminator.features(x, None)?;
+                let proj = (candle_nn::Module::forward(v, y)? * &phi)?.sum(1)?;
+                self.discriminator.head(&phi)?.squeeze(1)? + proj
+            }
+            _ => self.discriminator.forward(x, labels)?.squeeze(1),
+        }
     }
 
     /// λ·mean_b (‖∇ₓ D(x̂_b)‖₂ − 1)², x̂ = ε·real + (1 − ε)·fake, ε ~ U(0, 1) per example.
