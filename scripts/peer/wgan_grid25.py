@@ -4,8 +4,9 @@ std 0.05), the same MLP critic (leaky ReLU 0.2) and generator (ReLU), 2-d noise,
 step, gradient penalty 10 on random interpolates, Adam with β = (0.5, 0.9), batch 256. Prints modes covered
 (≥ 20 of 2,500 samples within 3 std of the mode) and the high-quality fraction every --every steps — the
 VEEGAN protocol vaelab's mode_coverage metric uses — to tell whether a setting fails in the method or in
-vaelab. Usage:
+vaelab. Usage (the second line is experiments/grid25-wgan.yaml: Gulrajani et al.'s toy setting):
   .venv-peer/bin/python scripts/peer/wgan_grid25.py --hidden 128 --lr 3e-4 --steps 3000
+  .venv-peer/bin/python scripts/peer/wgan_grid25.py --hidden 256 --lr 1e-4 --scale 2.828 --gp 0.1 --steps 20000 --every 1000
 """
 import argparse, time
 import torch
@@ -20,12 +21,16 @@ def main():
     ap.add_argument("--every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gp", type=float, default=10.0, help="gradient-penalty weight λ")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="divide the data by this (Gulrajani et al. use 2.828); the std scales with it")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     h = a.hidden
-    centers = torch.tensor([[-4.0 + 2 * (k // 5), -4.0 + 2 * (k % 5)] for k in range(25)])
-    data = lambda n: centers[torch.randint(0, 25, (n,))] + 0.05 * torch.randn(n, 2)
+    centers = torch.tensor([[-4.0 + 2 * (k // 5), -4.0 + 2 * (k % 5)] for k in range(25)]) / a.scale
+    std = 0.05 / a.scale
+    data = lambda n: centers[torch.randint(0, 25, (n,))] + std * torch.randn(n, 2)
     g = nn.Sequential(nn.Linear(2, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 2))
     d = nn.Sequential(nn.Linear(2, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2), nn.Linear(h, 1))
     og = torch.optim.Adam(g.parameters(), lr=a.lr, betas=(0.5, 0.9))
@@ -34,7 +39,7 @@ def main():
     def coverage():
         with torch.no_grad():
             nearest = torch.cdist(g(torch.randn(2500, 2)), centers).min(1)
-            hq = nearest.values < 3 * 0.05
+            hq = nearest.values < 3 * std
             counts = torch.bincount(nearest.indices[hq], minlength=25)
             return int((counts >= 20).sum()), float(hq.float().mean())
 
@@ -45,7 +50,7 @@ def main():
             eps = torch.rand(256, 1)
             mix = (eps * x + (1 - eps) * fake).requires_grad_(True)
             grad = torch.autograd.grad(d(mix).sum(), mix, create_graph=True)[0]
-            loss = d(fake).mean() - d(x).mean() + 10 * ((grad.norm(dim=1) - 1) ** 2).mean()
+            loss = d(fake).mean() - d(x).mean() + a.gp * ((grad.norm(dim=1) - 1) ** 2).mean()
             od.zero_grad()
             loss.backward()
             od.step()

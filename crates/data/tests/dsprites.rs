@@ -102,5 +102,6 @@ fn serde_yaml_like(kind: &str, size: usize, n_train: usize, n_test: usize) -> va
         source: Default::default(),
         binarize: Default::default(),
         split_seed: 0,
+        scale: 1.0,
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use vaelab_data::{DataKind, DataSpec};
 
 fn spec(kind: DataKind, dir: &Path) -> DataSpec {
-    DataSpec { kind, dir: Some(dir.to_string_lossy().into()), image_size: 64, n_train: None, n_test: None, validation: 0, source: Default::default(), binarize: Default::default(), split_seed: 0 }
+    DataSpec { kind, dir: Some(dir.to_string_lossy().into()), image_size: 64, n_train: None, n_test: None, validation: 0, source: Default::default(), binarize: Default::default(), split_seed: 0, scale: 1.0 }
 }
 
 fn cifar_record(label: u8, seed: u8) -> Vec<u8> {

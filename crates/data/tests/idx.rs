@@ -50,6 +50,7 @@ fn load(dir: &Path) -> Result<vaelab_data::Dataset, String> {
         source: Default::default(),
         binarize: Default::default(),
         split_seed: 0,
+        scale: 1.0,
     };
     vaelab_data::load(&spec, 0).map_err(|e| format!("{e:#}"))
 }

@@ -44,3 +44,21 @@ fn hub_source_is_explained_when_not_built_in() {
     let e = spec("{kind: ring8, source: hub}").validate().unwrap_err();
     assert!(e.to_string().contains("data.source"), "{e}");
 }
+
+#[test]
+fn toy_scale_divides_points_modes_and_std_alike() {
+    let one = vaelab_data::load(&spec("{kind: grid25, n_train: 500, n_test: 10}"), 3).unwrap();
+    let scaled = vaelab_data::load(&spec("{kind: grid25, n_train: 500, n_test: 10, scale: 2.828}"), 3).unwrap();
+    // The same draws, divided: every point, mode centre and the std.
+    for (a, b) in one.train.x.iter().zip(&scaled.train.x) {
+        assert!((a / 2.828 - b).abs() < 1e-6, "{a} / 2.828 != {b}");
+    }
+    let (m1, m2) = (one.modes.unwrap(), scaled.modes.unwrap());
+    assert_eq!(m1.len(), 25);
+    assert!((m1[0][0] / 2.828 - m2[0][0]).abs() < 1e-6 && (m1[24][1] / 2.828 - m2[24][1]).abs() < 1e-6);
+    assert!((one.mode_std.unwrap() / 2.828 - scaled.mode_std.unwrap()).abs() < 1e-7);
+    for bad in ["0", "-1", ".nan"] {
+        let s = spec(&format!("{{kind: grid25, scale: {bad}}}"));
+        assert!(s.validate().unwrap_err().to_string().contains("data.scale"), "scale {bad} accepted");
+    }
+}
