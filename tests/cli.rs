@@ -434,3 +434,57 @@ fn bench_reports_throughput_step_times_and_memory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("unknown reference model `resnet`"), "{}", text(&out));
 }
+
+/// `train.groups` gives one parameter group its own Adam settings. One step of FactorVAE with the
+/// discriminator's rate at 1e-9 against one at the default 1e-3: the discriminator's weights differ by Adam's
+/// first step (|Δ| = lr per element where the gradient is non-zero, so up to ≈ 1e-3), while the VAE's weights —
+/// updated first, against the same initial discriminator — are identical. A group the model lacks is refused.
+#[test]
+fn a_parameter_group_gets_its_own_learning_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = |extra: &str| {
+        format!(
+            "name: groups\nseed: 1\ndata: {{kind: dsprites, image_size: 32, n_train: 256, n_test: 64}}\n\
+             model: {{kind: factor_vae, backbone: mlp, hidden: [32], latent_dim: 4, disc_hidden: [16]}}\n\
+             train: {{steps: 1, batch_size: 32, eval_every: 1{extra}}}\n"
+        )
+    };
+    let weights = |runs: &str, extra: &str| -> Vec<(String, Vec<f32>)> {
+        let spec = write_spec(tmp.path(), &format!("{runs}.yaml"), &body(extra));
+        let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", runs], tmp.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let sweep = sweep_dir(&tmp.path().join(runs), "groups");
+        let trial = std::fs::read_dir(&sweep).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+        let bytes = std::fs::read(trial.join("checkpoint.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut w: Vec<(String, Vec<f32>)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("optim."))
+            .map(|(name, t)| (name, t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    let default = weights("runs_default", "");
+    let slow = weights("runs_slow", ", groups: {tc_discriminator: {lr: 1.0e-9, beta1: 0.5, beta2: 0.9}}");
+    assert_eq!(default.len(), slow.len());
+    let (mut disc, mut vae) = (0, 0);
+    for ((name, a), (_, b)) in default.iter().zip(&slow) {
+        let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        if name.starts_with("tc_discriminator.") {
+            disc += 1;
+            assert!(max > 5e-4 && max < 1.1e-3, "{name}: the discriminator's first step should differ by ≈ 1e-3, got {max}");
+        } else {
+            vae += 1;
+            assert_eq!(max, 0.0, "{name}: the VAE's weights should not depend on the discriminator's rate");
+        }
+    }
+    assert!(disc >= 4 && vae >= 4, "{disc} discriminator and {vae} VAE tensors");
+    // A misspelt group fails the trial with the key and the groups the model has.
+    let spec = write_spec(tmp.path(), "typo.yaml", &body(", groups: {discriminator: {lr: 1.0e-4}}"));
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs_typo"], tmp.path());
+    let all = text(&out) + &std::fs::read_dir(sweep_dir(&tmp.path().join("runs_typo"), "groups")).unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("status.yaml")).ok()).collect::<String>();
+    assert!(all.contains("train.groups.discriminator") && all.contains("tc_discriminator"), "{all}");
+}

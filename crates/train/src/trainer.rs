@@ -122,9 +122,19 @@ pub fn train(
     let total = spec.total_steps(n);
     let per_epoch = EpochBatches::batches_per_epoch(n, spec.batch_size) as u64;
     let steps_per_epoch = per_epoch as f64;
-    let config = AdamConfig { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: 1e-8 };
     let groups = model.param_groups();
-    let mut opts: Vec<Adam> = groups.iter().map(|g| Adam::new(g.vars.clone(), config)).collect();
+    if let Some(name) = spec.groups.keys().find(|k| !groups.iter().any(|g| g.name == k.as_str())) {
+        let have: Vec<&str> = groups.iter().map(|g| g.name).collect();
+        return Err(anyhow::anyhow!("train.groups.{name}: the model has no parameter group `{name}` (it has: {})", have.join(", ")).into());
+    }
+    let base_lr: Vec<f64> = groups.iter().map(|g| spec.adam_for(g.name).0).collect();
+    let mut opts: Vec<Adam> = groups
+        .iter()
+        .map(|g| {
+            let (lr, beta1, beta2) = spec.adam_for(g.name);
+            Adam::new(g.vars.clone(), AdamConfig { lr, beta1, beta2, eps: 1e-8 })
+        })
+        .collect();
     let phases = model.phases();
 
     let mut state = control.resume.take().unwrap_or_default();
@@ -166,8 +176,9 @@ pub fn train(
             let batch = rx.recv().map_err(|_| anyhow::anyhow!("the batch producer stopped"))??;
             waited += t.elapsed();
             let mut noise_rng = stream(seed, NOISE, step);
-            let lr = spec.lr * spec.lr_decay.factor(step, total);
-            opts.iter_mut().for_each(|o| o.set_lr(lr));
+            let decay = spec.lr_decay.factor(step, total);
+            let lr = spec.lr * decay;
+            opts.iter_mut().zip(&base_lr).for_each(|(o, base)| o.set_lr(base * decay));
             // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
             let joint = match phases.iter().all(|p| p.repeats == 1) {
