@@ -4,11 +4,12 @@
 //! which made it ≈ 55% of a conv VAE step (perf: `vec_dot_f32` plus conv closures); its gemm was < 10%.
 //! Composing the layers from candle's differentiable view ops (pad / narrow / permute / cat) was tried first and
 //! was 2× slower still: the backward of every strided view becomes an element-by-element strided add. So these
-//! are custom ops with their own backward, built from three kernels, each a gather/scatter plus a candle matmul:
-//! - `down`:  y = conv(x, W)    = rows(im2col(x) · Wᵀ)
-//! - `up`:    y = convᵀ(x, W)   = col2im(rows(x) · W)        (the adjoint of `down`, hence its input gradient)
-//! - `wgrad`: ∂L/∂W of `down`   = rows(∂L/∂y)ᵀ · im2col(x)
-//! with `down`'s input gradient = `up`(∂L/∂y, W) and `up`'s = `down`(∂L/∂y, W).
+//! are custom ops with their own backward, each a gather/scatter plus a candle matmul:
+//! - `down`:  y = conv(x, W)    = rows(im2col(x) · Wᵀ);     ∂W = rows(∂y)ᵀ · im2col(x)  (the forward's im2col, kept)
+//! - `up`:    y = convᵀ(x, W)   = col2im(rows(x) · W);      ∂W = rows(x)ᵀ · im2col(∂y)
+//! with `down`'s input gradient = `up`(∂y, W) and `up`'s = `down`(∂y, W) (sharing `up`'s ∂W im2col); an input
+//! gradient is computed only where the input needs one (not for the data under the first layer). The conv
+//! biases go through [`add_channel_bias`].
 //!
 //! Weights and biases have candle-nn's names, shapes and initialisation, so checkpoints are the same as with
 //! `candle_nn::conv2d` / `conv_transpose2d`; the tests compare both layers and their gradients with candle's.
@@ -51,7 +52,7 @@ impl Module for Down {
         if h % 2 != 0 || w % 2 != 0 {
             candle_core::bail!("stride-2 conv: {h}×{w} input is not even");
         }
-        let y = x.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(DownOp)))?;
+        let y = x.contiguous()?.apply_op2_arc(&self.weight, down_op())?;
         add_channel_bias(&y, &self.bias)
     }
 }
@@ -60,13 +61,13 @@ impl Down {
     /// The input gradient of this layer for an output gradient `g`: the transposed convolution with the same
     /// weights (no bias), itself differentiable in `g` and the weights.
     pub fn input_gradient(&self, g: &Tensor) -> Result<Tensor> {
-        g.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(UpOp)))
+        g.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))
     }
 }
 
 impl Module for Up {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.contiguous()?.apply_op2_arc(&self.weight, std::sync::Arc::new(Box::new(UpOp)))?;
+        let y = x.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))?;
         add_channel_bias(&y, &self.bias)
     }
 }
@@ -256,12 +257,28 @@ fn weight_tensor(s: &CpuStorage, l: &Layout, rows: usize, cols: usize) -> Result
     Tensor::from_slice(w, (rows, cols), &Device::Cpu)
 }
 
-/// conv(x [B, C, H, W], W [O, C, 4, 4]) → [B, O, H/2, W/2].
-struct DownOp;
+fn arc<T: CustomOp2 + Send + Sync + 'static>(op: T) -> std::sync::Arc<Box<dyn CustomOp2 + Send + Sync>> {
+    std::sync::Arc::new(Box::new(op))
+}
+
+/// conv(x [B, C, H, W], W [O, C, 4, 4]) → [B, O, H/2, W/2]. Keeps the im2col of `x` it made for the forward
+/// pass until the backward pass has used it for the weight gradient (one im2col per layer and step, not two).
+#[derive(Default)]
+struct DownOp {
+    cols: std::sync::Mutex<Option<Tensor>>,
+}
 /// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w].
 struct UpOp;
-/// ∂L/∂W of `down`: (x [B, C, H, W], ∂L/∂y [B, O, H/2, W/2]) → [O, C, 4, 4].
-struct WgradOp;
+/// `[B, C, H, W]` → its im2col, `[B·H/2·W/2, C·16]` (no gradient: used inside backward passes).
+struct Im2Col;
+/// `[B, C, H, W]` → rows `[B·H·W, C]` (no gradient).
+struct ToRows;
+/// Rows `[B·H·W, C]` → `[B, C, H, W]` for the given `(B, H, W)` (no gradient).
+struct FromRows(usize, usize, usize);
+
+fn down_op() -> std::sync::Arc<Box<dyn CustomOp2 + Send + Sync>> {
+    arc(DownOp::default())
+}
 
 impl CustomOp2 for DownOp {
     fn name(&self) -> &'static str {
@@ -272,14 +289,22 @@ impl CustomOp2 for DownOp {
         let o = l2.dims()[0];
         let (ho, wo) = (h / 2, w / 2);
         let wt = weight_tensor(s2, l2, o, c * 16)?.t()?;
-        let y = matmul(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &wt)?;
+        let cols = Tensor::from_vec(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &Device::Cpu)?;
+        let y = cols.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
+        *self.cols.lock().unwrap() = Some(cols);
         Ok((CpuStorage::F32(from_rows(&y, [b, o, ho, wo])), Shape::from((b, o, ho, wo))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_arc(w, std::sync::Arc::new(Box::new(UpOp)))?;
-        let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &WgradOp)?;
-        Ok((Some(dx), Some(dw)))
+        // The input gradient only where the input needs one: not for the first layer, whose input is the data.
+        let dx = if x.track_op() { Some(dy.apply_op2_arc(w, arc(UpOp))?) } else { None };
+        let cols = match self.cols.lock().unwrap().take() {
+            Some(c) => c,
+            None => x.contiguous()?.apply_op1_no_bwd(&Im2Col)?, // a second backward through the same node
+        };
+        let (o, c) = (w.dims()[0], w.dims()[1]);
+        let dw = dy.apply_op1_no_bwd(&ToRows)?.t()?.matmul(&cols)?.reshape((o, c, 4, 4))?;
+        Ok((dx, Some(dw)))
     }
 }
 
@@ -296,24 +321,50 @@ impl CustomOp2 for UpOp {
         Ok((CpuStorage::F32(y), Shape::from((b, o, 2 * h, 2 * w))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        // Up is Down's adjoint with the same weight tensor read as [O_down = C, C_down = O, 4, 4].
-        let dx = dy.apply_op2_arc(w, std::sync::Arc::new(Box::new(DownOp)))?;
-        let dw = dy.apply_op2_no_bwd(&x.contiguous()?, &WgradOp)?;
-        Ok((Some(dx), Some(dw)))
+        // Up is Down's adjoint with the same weight tensor read as [O_down = C, C_down = O, 4, 4]: both gradients
+        // are products with the im2col of ∂L/∂y, made once here.
+        let (b, c, h, w_) = x.dims4()?;
+        let o = w.dims()[1];
+        let cols = dy.contiguous()?.apply_op1_no_bwd(&Im2Col)?; // [B·h·w, O·16]
+        let wm = w.reshape((c, o * 16))?;
+        let dx = if x.track_op() {
+            Some(cols.matmul(&wm.t()?)?.apply_op1_no_bwd(&FromRows(b, h, w_))?)
+        } else {
+            None
+        };
+        let dw = x.contiguous()?.apply_op1_no_bwd(&ToRows)?.t()?.matmul(&cols)?.reshape((c, o, 4, 4))?;
+        Ok((dx, Some(dw)))
     }
 }
 
-impl CustomOp2 for WgradOp {
+impl candle_core::CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
-        "fastconv-wgrad"
+        "fastconv-im2col"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, [b, c, h, w]) = slice4(s1, l1)?;
-        let (dy, [_, o, ho, wo]) = slice4(s2, l2)?;
-        let cols = Tensor::from_vec(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &Device::Cpu)?;
-        let dyr = Tensor::from_vec(to_rows(dy, [b, o, ho, wo]), (b * ho * wo, o), &Device::Cpu)?;
-        let dw = dyr.t()?.matmul(&cols)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(dw), Shape::from((o, c, 4, 4))))
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, [b, c, h, w]) = slice4(s, l)?;
+        Ok((CpuStorage::F32(im2col(x, [b, c, h, w])), Shape::from((b * (h / 2) * (w / 2), c * 16))))
+    }
+}
+
+impl candle_core::CustomOp1 for ToRows {
+    fn name(&self) -> &'static str {
+        "fastconv-to-rows"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, [b, c, h, w]) = slice4(s, l)?;
+        Ok((CpuStorage::F32(to_rows(x, [b, c, h, w])), Shape::from((b * h * w, c))))
+    }
+}
+
+impl candle_core::CustomOp1 for FromRows {
+    fn name(&self) -> &'static str {
+        "fastconv-from-rows"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(v) = s else { candle_core::bail!("fastconv: f32 only") };
+        let Some((a, e)) = l.contiguous_offsets() else { candle_core::bail!("fastconv: contiguous inputs only") };
+        let (FromRows(b, h, w), c) = (self, l.dims()[1]);
+        Ok((CpuStorage::F32(from_rows(&v[a..e], [*b, c, *h, *w])), Shape::from((*b, c, *h, *w))))
     }
 }
