@@ -91,10 +91,10 @@ impl CustomOp2 for ChannelBias {
         let (x, [b, c, h, w]) = slice4(s1, l1)?;
         let bias = slice1(s2, l2, c)?;
         let mut y = x.to_vec();
-        for (i, plane) in y.chunks_exact_mut(h * w).enumerate() {
+        per_image(&mut y, h * w, |i, plane| {
             let v = bias[i % c];
             plane.iter_mut().for_each(|p| *p += v);
-        }
+        });
         Ok((CpuStorage::F32(y), Shape::from((b, c, h, w))))
     }
     fn bwd(&self, _x: &Tensor, _b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -141,6 +141,17 @@ fn slice4<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], [usize; 4])> 
     Ok((&v[a..b], [d[0], d[1], d[2], d[3]]))
 }
 
+/// Runs `f(i, chunk)` over the `chunk`-sized pieces of `out` (one per image), on candle's kernel threads when
+/// there are several (the gemms are parallel already; these gathers were the serial remainder of a step).
+fn per_image(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    if candle_core::utils::get_num_threads() > 1 {
+        out.par_chunks_exact_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_exact_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// im2col for the stride-2 4×4 pad-1 geometry: rows (b, m, n) of the output grid, columns (c, ky, kx).
 /// Written row by row, in memory order, reading from one image (C·H·W floats, in cache) at a time; each kernel
 /// row (ky) is 4 consecutive input pixels, copied as one slice, and only the first and last output columns touch
@@ -150,7 +161,7 @@ fn im2col(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     let k = c * 16;
     let mut cols = vec![0f32; b * ho * wo * k];
-    for (bi, img_cols) in cols.chunks_exact_mut(ho * wo * k).enumerate() {
+    per_image(&mut cols, ho * wo * k, |bi, img_cols| {
         let img = &x[bi * c * h * w..][..c * h * w];
         for (r, row) in img_cols.chunks_exact_mut(k).enumerate() {
             let (m, n) = (r / wo, r % wo);
@@ -177,7 +188,7 @@ fn im2col(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
                 }
             }
         }
-    }
+    });
     cols
 }
 
@@ -187,7 +198,7 @@ fn col2im(cols: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     let k = c * 16;
     let mut x = vec![0f32; b * c * h * w];
-    for (bi, img) in x.chunks_exact_mut(c * h * w).enumerate() {
+    per_image(&mut x, c * h * w, |bi, img| {
         let img_cols = &cols[bi * ho * wo * k..][..ho * wo * k];
         for (r, row) in img_cols.chunks_exact(k).enumerate() {
             let (m, n) = (r / wo, r % wo);
@@ -216,37 +227,35 @@ fn col2im(cols: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
                 }
             }
         }
-    }
+    });
     x
 }
 
 /// `[b, c, h, w]` → rows `(b, y, x)` × columns `c`.
 fn to_rows(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     let hw = h * w;
-    let mut out = vec![0f32; x.len()];
-    for bi in 0..b {
-        let (src, dst) = (&x[bi * c * hw..][..c * hw], &mut out[bi * c * hw..][..c * hw]);
-        for (ci, plane) in src.chunks_exact(hw).enumerate() {
+    let mut out = vec![0f32; b * c * hw];
+    per_image(&mut out, c * hw, |bi, dst| {
+        for (ci, plane) in x[bi * c * hw..][..c * hw].chunks_exact(hw).enumerate() {
             for (p, v) in plane.iter().enumerate() {
                 dst[p * c + ci] = *v;
             }
         }
-    }
+    });
     out
 }
 
 /// Rows `(b, y, x)` × columns `c` → `[b, c, h, w]`.
 fn from_rows(r: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     let hw = h * w;
-    let mut out = vec![0f32; r.len()];
-    for bi in 0..b {
-        let (src, dst) = (&r[bi * c * hw..][..c * hw], &mut out[bi * c * hw..][..c * hw]);
-        for (p, row) in src.chunks_exact(c).enumerate() {
+    let mut out = vec![0f32; b * c * hw];
+    per_image(&mut out, c * hw, |bi, dst| {
+        for (p, row) in r[bi * c * hw..][..c * hw].chunks_exact(c).enumerate() {
             for (ci, v) in row.iter().enumerate() {
                 dst[ci * hw + p] = *v;
             }
         }
-    }
+    });
     out
 }
 
