@@ -60,15 +60,16 @@ impl candle_core::InplaceOp2 for Update<'_> {
             *v = vec![0.0; p.len()];
         }
         let (b1, b2) = (self.beta1, self.beta2);
-        for i in 0..p.len() {
-            let gi = g[i];
-            let mi = b1 * m[i] + (1.0 - b1) * gi;
-            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
+        // Zipped slices, no indexing: the loop compiles to packed SIMD (with bounds checks it did not, and the
+        // update was 14% of an MLP VAE step — perf).
+        for (((p, &gi), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let mi = b1 * *m + (1.0 - b1) * gi;
+            let vi = b2 * *v + (1.0 - b2) * gi * gi;
+            *m = mi;
+            *v = vi;
             // θ ← θ − α_t · m / (√v + ε̂), with α_t = α·√(1−β2^t)/(1−β1^t) and ε̂ = ε·√(1−β2^t): the
             // same update as m̂ / (√v̂ + ε) without dividing every element twice.
-            p[i] -= self.lr_t * mi / (vi.sqrt() + self.eps_t);
+            *p -= self.lr_t * mi / (vi.sqrt() + self.eps_t);
         }
         Ok(())
     }
