@@ -4,25 +4,26 @@
 use crate::spec::{Backbone, ModelSpec};
 use candle_core::{Result, Tensor};
 use crate::fastconv::{self, Down, Up};
-use candle_nn::{Linear, Module, VarBuilder};
+use crate::dense::{dense, Dense};
+use candle_nn::{Module, VarBuilder};
 
 /// Maps a sample (`[B, C, H, W]` or `[B, D]`) to `out_dim` features.
 pub struct Encoder {
     body: EncoderBody,
-    out: Linear,
+    out: Dense,
     /// Negative slope of the hidden activations: 0 (ReLU) for encoders, 0.2 (leaky) for discriminators.
     slope: f64,
 }
 
 enum EncoderBody {
-    Mlp(Vec<Linear>),
+    Mlp(Vec<Dense>),
     Conv(Vec<Down>),
 }
 
 /// Maps `in_dim` features to a sample-shaped output (logits or means).
 pub enum Decoder {
-    Mlp { layers: Vec<Linear>, out: Linear, shape: Vec<usize> },
-    Conv { fc: Linear, deconvs: Vec<Up>, start: [usize; 3] },
+    Mlp { layers: Vec<Dense>, out: Dense, shape: Vec<usize> },
+    Conv { fc: Dense, deconvs: Vec<Up>, start: [usize; 3] },
 }
 
 
@@ -54,10 +55,10 @@ impl Encoder {
                 let mut d = shape.iter().product::<usize>() + extra_in;
                 let mut layers = vec![];
                 for (i, &h) in spec.hidden.iter().enumerate() {
-                    layers.push(candle_nn::linear(d, h, vb.pp(format!("fc{i}")))?);
+                    layers.push(dense(d, h, vb.pp(format!("fc{i}")))?);
                     d = h;
                 }
-                Ok(Encoder { body: EncoderBody::Mlp(layers), out: candle_nn::linear(d, out_dim, vb.pp("out"))?, slope })
+                Ok(Encoder { body: EncoderBody::Mlp(layers), out: dense(d, out_dim, vb.pp("out"))?, slope })
             }
             Backbone::Conv => {
                 let last = conv_shape(spec, shape)?;
@@ -70,7 +71,7 @@ impl Encoder {
                     c = ch;
                 }
                 let flat = last.iter().product::<usize>();
-                Ok(Encoder { body: EncoderBody::Conv(convs), out: candle_nn::linear(flat, out_dim, vb.pp("out"))?, slope })
+                Ok(Encoder { body: EncoderBody::Conv(convs), out: dense(flat, out_dim, vb.pp("out"))?, slope })
             }
         }
     }
@@ -195,15 +196,15 @@ impl Decoder {
                 let mut d = in_dim;
                 let mut layers = vec![];
                 for (i, &h) in spec.hidden.iter().rev().enumerate() {
-                    layers.push(candle_nn::linear(d, h, vb.pp(format!("fc{i}")))?);
+                    layers.push(dense(d, h, vb.pp(format!("fc{i}")))?);
                     d = h;
                 }
-                let out = candle_nn::linear(d, shape.iter().product(), vb.pp("out"))?;
+                let out = dense(d, shape.iter().product(), vb.pp("out"))?;
                 Ok(Decoder::Mlp { layers, out, shape: shape.to_vec() })
             }
             Backbone::Conv => {
                 let start = conv_shape(spec, shape)?;
-                let fc = candle_nn::linear(in_dim, start.iter().product(), vb.pp("fc"))?;
+                let fc = dense(in_dim, start.iter().product(), vb.pp("fc"))?;
                 let mut outs: Vec<usize> = spec.channels.iter().rev().skip(1).copied().collect();
                 outs.push(shape[0]);
                 let mut c = start[0];

@@ -10,6 +10,7 @@
 //! seeded; that is what makes two runs of the same spec and seed identical.
 
 pub mod backbone;
+pub mod dense;
 pub mod fastconv;
 pub mod init;
 pub mod losses;
