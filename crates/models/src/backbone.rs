@@ -78,9 +78,9 @@ impl Encoder {
 
     fn act(&self, h: Tensor) -> Result<Tensor> {
         if self.slope == 0.0 {
-            h.relu()
+            crate::act::relu(&h)
         } else {
-            candle_nn::ops::leaky_relu(&h, self.slope)
+            crate::act::leaky_relu(&h, self.slope)
         }
     }
 
@@ -225,18 +225,18 @@ impl Decoder {
             Decoder::Mlp { layers, out, shape } => {
                 let mut h = z.clone();
                 for l in layers {
-                    h = l.forward(&h)?.relu()?;
+                    h = crate::act::relu(&l.forward(&h)?)?;
                 }
                 let mut dims = vec![b];
                 dims.extend_from_slice(shape);
                 out.forward(&h)?.reshape(dims)
             }
             Decoder::Conv { fc, deconvs, start } => {
-                let mut h = fc.forward(z)?.relu()?.reshape((b, start[0], start[1], start[2]))?;
+                let mut h = crate::act::relu(&fc.forward(z)?)?.reshape((b, start[0], start[1], start[2]))?;
                 for (i, d) in deconvs.iter().enumerate() {
                     h = d.forward(&h)?;
                     if i + 1 < deconvs.len() {
-                        h = h.relu()?;
+                        h = crate::act::relu(&h)?;
                     }
                 }
                 Ok(h)

@@ -9,6 +9,7 @@
 //! Weights are initialised from a seeded generator ([`init::SeededInit`]) because candle's CPU RNG cannot be
 //! seeded; that is what makes two runs of the same spec and seed identical.
 
+pub mod act;
 pub mod backbone;
 pub mod dense;
 pub mod fastconv;

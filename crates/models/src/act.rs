@@ -1,0 +1,56 @@
+//! (Leaky) ReLU as one custom op each way.
+//!
+//! candle's `relu` backward builds `grad · (x ≥ 0)` from four tensor ops (zeros_like, ge, to_dtype, mul), each a
+//! pass over the activation and a fresh buffer; `candle_nn::ops::leaky_relu` is a composite too. Here the
+//! forward is one pass and the backward is one pass, `∂y · (1 if x > 0 else slope)`.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// max(x, 0).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    leaky_relu(x, 0.0)
+}
+
+/// x if x > 0, else slope·x.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(LeakyRelu(slope as f32))))
+}
+
+struct LeakyRelu(f32);
+/// `(x, ∂y) → ∂y · (1 if x > 0 else slope)`.
+struct LeakyReluGrad(f32);
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("act: f32 only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("act: contiguous inputs only") };
+    Ok(&v[a..b])
+}
+
+impl CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "leaky-relu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let slope = self.0;
+        let y = contiguous_f32(s, l)?.iter().map(|&v| if v > 0.0 { v } else { v * slope }).collect();
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &LeakyReluGrad(self.0))?))
+    }
+}
+
+impl CustomOp2 for LeakyReluGrad {
+    fn name(&self) -> &'static str {
+        "leaky-relu-grad"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        if x.len() != dy.len() {
+            candle_core::bail!("leaky-relu-grad: {} values, {} gradients", x.len(), dy.len());
+        }
+        let slope = self.0;
+        let g = x.iter().zip(dy).map(|(&v, &d)| if v > 0.0 { d } else { d * slope }).collect();
+        Ok((CpuStorage::F32(g), l1.shape().clone()))
+    }
+}
