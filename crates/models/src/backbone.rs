@@ -23,7 +23,9 @@ enum EncoderBody {
 /// Maps `in_dim` features to a sample-shaped output (logits or means).
 pub enum Decoder {
     Mlp { layers: Vec<Dense>, out: Dense, shape: Vec<usize> },
-    Conv { fc: Dense, deconvs: Vec<Up>, start: [usize; 3] },
+    /// `norms`: with `model.batch_norm`, one batch normalisation after the first layer and after each
+    /// transposed conv but the last (DCGAN's generator).
+    Conv { fc: Dense, deconvs: Vec<Up>, start: [usize; 3], norms: Option<Vec<candle_nn::BatchNorm>> },
 }
 
 
@@ -209,11 +211,19 @@ impl Decoder {
                 outs.push(shape[0]);
                 let mut c = start[0];
                 let mut deconvs = vec![];
+                let mut norms = vec![];
+                let bn = spec.batch_norm;
+                if bn {
+                    norms.push(candle_nn::batch_norm(c, 1e-5, vb.pp("norm0"))?);
+                }
                 for (i, &o) in outs.iter().enumerate() {
                     deconvs.push(fastconv::up(c, o, vb.pp(format!("deconv{i}")))?);
+                    if bn && i + 1 < outs.len() {
+                        norms.push(candle_nn::batch_norm(o, 1e-5, vb.pp(format!("norm{}", i + 1)))?);
+                    }
                     c = o;
                 }
-                Ok(Decoder::Conv { fc, deconvs, start })
+                Ok(Decoder::Conv { fc, deconvs, start, norms: bn.then_some(norms) })
             }
         }
     }
@@ -231,12 +241,21 @@ impl Decoder {
                 dims.extend_from_slice(shape);
                 out.forward(&h)?.reshape(dims)
             }
-            Decoder::Conv { fc, deconvs, start } => {
-                let mut h = crate::act::relu(&fc.forward(z)?)?.reshape((b, start[0], start[1], start[2]))?;
+            Decoder::Conv { fc, deconvs, start, norms } => {
+                // Batch statistics always, also when sampling (samples are drawn in batches), as DCGAN
+                // implementations commonly do; the running averages are kept (and checkpointed) but not used.
+                let norm = |i: usize, h: Tensor| -> Result<Tensor> {
+                    match norms {
+                        Some(n) => n[i].forward_train(&h),
+                        None => Ok(h),
+                    }
+                };
+                let h = fc.forward(z)?.reshape((b, start[0], start[1], start[2]))?;
+                let mut h = crate::act::relu(&norm(0, h)?)?;
                 for (i, d) in deconvs.iter().enumerate() {
                     h = d.forward(&h)?;
                     if i + 1 < deconvs.len() {
-                        h = crate::act::relu(&h)?;
+                        h = crate::act::relu(&norm(i + 1, h)?)?;
                     }
                 }
                 Ok(h)

@@ -91,6 +91,10 @@ pub struct ModelSpec {
     /// WGAN-GP: λ, the weight of the gradient penalty.
     #[serde(default = "default_gp_weight")]
     pub gp_weight: f64,
+    /// Conv decoder / generator: batch normalisation before each hidden ReLU (DCGAN's generator; Radford et
+    /// al. 2016). Off by default.
+    #[serde(default)]
+    pub batch_norm: bool,
 }
 
 pub use crate::schedule::{Capacity, KlWarmup, WarmupSchedule};

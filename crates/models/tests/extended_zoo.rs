@@ -274,3 +274,37 @@ fn cgan_is_conditioned_on_the_label() {
     let unlabelled = DataInfo { shape: &[1, 28, 28], num_classes: None };
     assert!(vaelab_models::build(&spec("{kind: cgan}"), &unlabelled, &VarMap::new(), 1, &dev).is_err());
 }
+
+/// `model.batch_norm`: the conv decoder normalises each hidden channel over the batch (so a constant shift of
+/// the first layer's bias changes nothing), its variables sit under the decoder's prefix, and without the
+/// option the decoder has exactly the variables it always had (old checkpoints still load).
+#[test]
+fn batch_norm_in_the_conv_decoder() {
+    use candle_core::Module;
+    use vaelab_models::backbone::Decoder;
+    let dev = Device::Cpu;
+    let names = |bn: bool| {
+        let s = spec(&format!("{{kind: gan, backbone: conv, channels: [4, 8], batch_norm: {bn}}}"));
+        let varmap = VarMap::new();
+        let vb = vaelab_models::init::SeededInit::var_builder(&varmap, 5, &dev);
+        let dec = Decoder::new(&s, &[1, 8, 8], 3, vb.pp("generator")).unwrap();
+        let mut n: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+        n.sort();
+        (n, dec, varmap)
+    };
+    let (plain, _, _) = names(false);
+    let (normed, dec, varmap) = names(true);
+    assert!(plain.iter().all(|n| !n.contains("norm")), "{plain:?}");
+    let extra: Vec<_> = normed.iter().filter(|n| !plain.contains(n)).collect();
+    assert_eq!(extra.len(), 8, "two norms × (weight, bias, running mean, running var): {extra:?}");
+    assert!(extra.iter().all(|n| n.starts_with("generator.norm")));
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let z = randn(&mut rng, (16, 3), &dev).unwrap();
+    let before = dec.forward(&z).unwrap();
+    assert_eq!(before.dims(), &[16, 1, 8, 8]);
+    // Shift the first layer's bias: batch normalisation removes it.
+    let bias = varmap.data().lock().unwrap().get("generator.fc.bias").unwrap().clone();
+    bias.set(&(bias.as_tensor() + 5.0).unwrap()).unwrap();
+    let after = dec.forward(&z).unwrap();
+    assert!(max_abs_diff(&before, &after) < 1e-4, "{}", max_abs_diff(&before, &after));
+}
