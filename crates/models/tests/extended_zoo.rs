@@ -280,7 +280,6 @@ fn cgan_is_conditioned_on_the_label() {
 /// option the decoder has exactly the variables it always had (old checkpoints still load).
 #[test]
 fn batch_norm_in_the_conv_decoder() {
-    use candle_core::Module;
     use vaelab_models::backbone::Decoder;
     let dev = Device::Cpu;
     let names = |bn: bool| {
