@@ -1,0 +1,105 @@
+"""PyTorch peer of vaelab's conv GAN (issue #3: the `gan` trial of experiments/zoo-fashion.yaml), to tell an
+implementation problem from a property of the model when the samples look wrong.
+
+Same model as vaelab's `gan` with `backbone: conv, channels: [32, 64], latent_dim: 32`:
+  G: z (32) -> Linear 32→64·7·7, ReLU -> ConvT 64→32 k4 s2 p1, ReLU -> ConvT 32→1 k4 s2 p1 -> sigmoid
+  D: Conv 1→32 k4 s2 p1, LeakyReLU 0.2 -> Conv 32→64 k4 s2 p1, LeakyReLU 0.2 -> Linear 3136→1 (a logit)
+non-saturating loss (D: softplus(-D(x)) + softplus(D(G(z))); G: softplus(-D(G(z)))), one D step per G step,
+Adam 2e-4 β (0.5, 0.999) for each, batch 128, grey-level Fashion-MNIST in [0, 1], candle-nn's init scheme.
+Writes the final samples (64, 28×28, in [0, 1]) as .npy; `--png` also writes an 8×8 grid if Pillow is present.
+
+  .venv-peer/bin/python scripts/peer/gan_fashion.py --data ../shared/data/fashion-mnist --steps 2000 --out runs/peer-gan
+"""
+import argparse, json, os, sys, time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from vae_mnist import candle_init, load  # noqa: E402
+
+
+class Generator(nn.Module):
+    def __init__(self, latent=32):
+        super().__init__()
+        self.fc = nn.Linear(latent, 64 * 7 * 7)
+        self.up1 = nn.ConvTranspose2d(64, 32, 4, 2, 1)
+        self.up2 = nn.ConvTranspose2d(32, 1, 4, 2, 1)
+
+    def forward(self, z):  # logits
+        h = F.relu(self.fc(z)).view(-1, 64, 7, 7)
+        return self.up2(F.relu(self.up1(h)))
+
+
+class Discriminator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 32, 4, 2, 1)
+        self.c2 = nn.Conv2d(32, 64, 4, 2, 1)
+        self.out = nn.Linear(64 * 7 * 7, 1)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.c1(x), 0.2)
+        h = F.leaky_relu(self.c2(h), 0.2)
+        return self.out(h.flatten(1)).squeeze(1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(os.environ.get("VAELAB_DATA", "data"), "fashion-mnist"))
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/peer-gan")
+    ap.add_argument("--png", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    train, _ = load(a.data)
+    g, d = Generator(), Discriminator()
+    g.apply(candle_init)
+    d.apply(candle_init)
+    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(a.seed)
+    t0, log = time.time(), []
+    for step in range(1, a.steps + 1):
+        x = train[torch.randint(0, len(train), (a.batch,), generator=gen)]
+        fake = torch.sigmoid(g(torch.randn(a.batch, 32, generator=gen))).detach()
+        lr_, lf = d(x), d(fake)
+        d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
+        od.zero_grad()
+        d_loss.backward()
+        od.step()
+        g_loss = F.softplus(-d(torch.sigmoid(g(torch.randn(a.batch, 32, generator=gen))))).mean()
+        og.zero_grad()
+        g_loss.backward()
+        og.step()
+        if step % 200 == 0 or step == a.steps:
+            rec = {"step": step, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                   "d_real": torch.sigmoid(lr_).mean().item(), "d_fake": torch.sigmoid(lf).mean().item(),
+                   "seconds": round(time.time() - t0, 1)}
+            log.append(rec)
+            print(json.dumps(rec), flush=True)
+    os.makedirs(a.out, exist_ok=True)
+    with torch.no_grad():
+        s = torch.sigmoid(g(torch.randn(64, 32, generator=gen))).squeeze(1).numpy()
+    np.save(os.path.join(a.out, "samples.npy"), s)
+    if a.png:
+        try:
+            from PIL import Image
+        except ImportError:
+            print("no Pillow: samples.npy only", file=sys.stderr)
+        else:
+            grid = np.ones((8 * 30 + 2, 8 * 30 + 2), np.float32) * 0.5
+            for i, im in enumerate(s):
+                r, c = divmod(i, 8)
+                grid[2 + r * 30:2 + r * 30 + 28, 2 + c * 30:2 + c * 30 + 28] = im
+            Image.fromarray((grid * 255).astype(np.uint8)).save(os.path.join(a.out, "samples.png"))
+
+
+if __name__ == "__main__":
+    main()
