@@ -10,9 +10,10 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn relu_and_leaky_relu_equal_candles() {
     let dev = Device::Cpu;
-    let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, (4, 3, 5, 5), &dev).unwrap()).unwrap();
-    let r = Tensor::randn(0f32, 1f32, (4, 3, 5, 5), &dev).unwrap();
-    for slope in [0.0, 0.2] {
+    // The second shape is large enough to be split over threads (blocks of 32k values).
+    for (shape, slope) in [((4, 3, 5, 5), 0.0), ((4, 3, 5, 5), 0.2), ((64, 32, 14, 14), 0.0), ((64, 32, 14, 14), 0.2)] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, shape, &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1f32, shape, &dev).unwrap();
         let ours = act::leaky_relu(&x, slope).unwrap();
         let theirs = if slope == 0.0 { x.relu().unwrap() } else { candle_nn::ops::leaky_relu(&x, slope).unwrap() };
         assert!(max_diff(&ours, &theirs) < 1e-7, "forward, slope {slope}");
