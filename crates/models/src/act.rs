@@ -4,6 +4,7 @@
 //! pass over the activation and a fresh buffer; `candle_nn::ops::leaky_relu` is a composite too. Here the
 //! forward is one pass and the backward is one pass, `∂y · (1 if x > 0 else slope)`.
 
+use crate::dense::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// max(x, 0).
@@ -19,12 +20,6 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 struct LeakyRelu(f32);
 /// `(x, ∂y) → ∂y · (1 if x > 0 else slope)`.
 struct LeakyReluGrad(f32);
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("act: f32 only") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("act: contiguous inputs only") };
-    Ok(&v[a..b])
-}
 
 impl CustomOp1 for LeakyRelu {
     fn name(&self) -> &'static str {

@@ -46,9 +46,10 @@ struct DenseOp;
 /// `[N, D] → [D]`: the sum of each column.
 struct ColumnSum;
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("dense: f32 only") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("dense: contiguous inputs only") };
+/// A custom op's input as a contiguous f32 slice (the ops here and in `act` accept nothing else).
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("custom op: f32 only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("custom op: contiguous inputs only") };
     Ok(&v[a..b])
 }
 
