@@ -22,28 +22,41 @@ from vae_mnist import candle_init, load  # noqa: E402
 
 
 class Generator(nn.Module):
-    def __init__(self, latent=32):
+    def __init__(self, latent=32, ch=(32, 64), bn=False):
         super().__init__()
-        self.fc = nn.Linear(latent, 64 * 7 * 7)
-        self.up1 = nn.ConvTranspose2d(64, 32, 4, 2, 1)
-        self.up2 = nn.ConvTranspose2d(32, 1, 4, 2, 1)
+        self.ch = ch
+        self.fc = nn.Linear(latent, ch[1] * 7 * 7)
+        self.up1 = nn.ConvTranspose2d(ch[1], ch[0], 4, 2, 1)
+        self.up2 = nn.ConvTranspose2d(ch[0], 1, 4, 2, 1)
+        self.n0 = nn.BatchNorm2d(ch[1]) if bn else nn.Identity()
+        self.n1 = nn.BatchNorm2d(ch[0]) if bn else nn.Identity()
 
-    def forward(self, z):  # logits
-        h = F.relu(self.fc(z)).view(-1, 64, 7, 7)
-        return self.up2(F.relu(self.up1(h)))
+    def forward(self, z):  # pre-activation output
+        h = F.relu(self.n0(self.fc(z).view(-1, self.ch[1], 7, 7)))
+        return self.up2(F.relu(self.n1(self.up1(h))))
 
 
 class Discriminator(nn.Module):
-    def __init__(self):
+    def __init__(self, ch=(32, 64), bn=False):
         super().__init__()
-        self.c1 = nn.Conv2d(1, 32, 4, 2, 1)
-        self.c2 = nn.Conv2d(32, 64, 4, 2, 1)
-        self.out = nn.Linear(64 * 7 * 7, 1)
+        self.c1 = nn.Conv2d(1, ch[0], 4, 2, 1)
+        self.c2 = nn.Conv2d(ch[0], ch[1], 4, 2, 1)
+        self.n2 = nn.BatchNorm2d(ch[1]) if bn else nn.Identity()
+        self.out = nn.Linear(ch[1] * 7 * 7, 1)
 
     def forward(self, x):
         h = F.leaky_relu(self.c1(x), 0.2)
-        h = F.leaky_relu(self.c2(h), 0.2)
+        h = F.leaky_relu(self.n2(self.c2(h)), 0.2)
         return self.out(h.flatten(1)).squeeze(1)
+
+
+def dcgan_init(m):
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
 
 
 def main():
@@ -55,26 +68,38 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/peer-gan")
     ap.add_argument("--png", action="store_true")
+    # Variants (issue #3's search for a recipe whose samples look like clothing); the defaults are vaelab's gan.
+    ap.add_argument("--channels", default="32,64")
+    ap.add_argument("--bn-g", action="store_true", help="batch norm in the generator (DCGAN)")
+    ap.add_argument("--bn-d", action="store_true", help="batch norm in the discriminator (DCGAN)")
+    ap.add_argument("--tanh", action="store_true", help="data on [-1, 1] and a tanh output instead of [0, 1] and sigmoid")
+    ap.add_argument("--init", choices=["candle", "dcgan"], default="candle")
+    ap.add_argument("--lr-g", type=float, default=2e-4)
+    ap.add_argument("--lr-d", type=float, default=2e-4)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     train, _ = load(a.data)
-    g, d = Generator(), Discriminator()
-    g.apply(candle_init)
-    d.apply(candle_init)
-    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    ch = tuple(int(c) for c in a.channels.split(","))
+    g, d = Generator(ch=ch, bn=a.bn_g), Discriminator(ch=ch, bn=a.bn_d)
+    g.apply(candle_init if a.init == "candle" else dcgan_init)
+    d.apply(candle_init if a.init == "candle" else dcgan_init)
+    og = torch.optim.Adam(g.parameters(), lr=a.lr_g, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), lr=a.lr_d, betas=(0.5, 0.999))
+    if a.tanh:
+        train = train * 2 - 1
+    out_act = torch.tanh if a.tanh else torch.sigmoid
     gen = torch.Generator().manual_seed(a.seed)
     t0, log = time.time(), []
     for step in range(1, a.steps + 1):
         x = train[torch.randint(0, len(train), (a.batch,), generator=gen)]
-        fake = torch.sigmoid(g(torch.randn(a.batch, 32, generator=gen))).detach()
+        fake = out_act(g(torch.randn(a.batch, 32, generator=gen))).detach()
         lr_, lf = d(x), d(fake)
         d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
         od.zero_grad()
         d_loss.backward()
         od.step()
-        g_loss = F.softplus(-d(torch.sigmoid(g(torch.randn(a.batch, 32, generator=gen))))).mean()
+        g_loss = F.softplus(-d(out_act(g(torch.randn(a.batch, 32, generator=gen))))).mean()
         og.zero_grad()
         g_loss.backward()
         og.step()
@@ -86,7 +111,9 @@ def main():
             print(json.dumps(rec), flush=True)
     os.makedirs(a.out, exist_ok=True)
     with torch.no_grad():
-        s = torch.sigmoid(g(torch.randn(64, 32, generator=gen))).squeeze(1).numpy()
+        s = out_act(g(torch.randn(64, 32, generator=gen))).squeeze(1).numpy()
+    if a.tanh:
+        s = (s + 1) / 2
     np.save(os.path.join(a.out, "samples.npy"), s)
     if a.png:
         try:

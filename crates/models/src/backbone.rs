@@ -5,6 +5,7 @@ use crate::spec::{Backbone, ModelSpec};
 use candle_core::{Result, Tensor};
 use crate::fastconv::{self, Down, Up};
 use crate::dense::{dense, Dense};
+use crate::norm::{batch_norm2d, BatchNorm2d};
 use candle_nn::{Module, VarBuilder};
 
 /// Maps a sample (`[B, C, H, W]` or `[B, D]`) to `out_dim` features.
@@ -17,7 +18,9 @@ pub struct Encoder {
 
 enum EncoderBody {
     Mlp(Vec<Dense>),
-    Conv(Vec<Down>),
+    /// `norms[i]`: the batch normalisation after conv `i` (a conv discriminator with `model.batch_norm`
+    /// normalises every layer but the first, as DCGAN's).
+    Conv(Vec<Down>, Vec<Option<BatchNorm2d>>),
 }
 
 /// Maps `in_dim` features to a sample-shaped output (logits or means).
@@ -25,7 +28,7 @@ pub enum Decoder {
     Mlp { layers: Vec<Dense>, out: Dense, shape: Vec<usize> },
     /// `norms`: with `model.batch_norm`, one batch normalisation after the first layer and after each
     /// transposed conv but the last (DCGAN's generator).
-    Conv { fc: Dense, deconvs: Vec<Up>, start: [usize; 3], norms: Option<Vec<candle_nn::BatchNorm>> },
+    Conv { fc: Dense, deconvs: Vec<Up>, start: [usize; 3], norms: Option<Vec<BatchNorm2d>> },
 }
 
 
@@ -68,12 +71,20 @@ impl Encoder {
                 // conv layer sees them (as in PyTorch-VAE's conditional VAE).
                 let mut c = shape[0] + extra_in;
                 let mut convs = vec![];
+                let mut norms = vec![];
+                // Batch norm only in discriminators (the VAE encoders' statistics would mix the batch's
+                // examples into each code).
+                let bn = spec.batch_norm && slope > 0.0;
                 for (i, &ch) in spec.channels.iter().enumerate() {
                     convs.push(fastconv::down(c, ch, vb.pp(format!("conv{i}")))?);
+                    norms.push(match bn && i > 0 {
+                        true => Some(batch_norm2d(ch, vb.pp(format!("norm{i}")))?),
+                        false => None,
+                    });
                     c = ch;
                 }
                 let flat = last.iter().product::<usize>();
-                Ok(Encoder { body: EncoderBody::Conv(convs), out: dense(flat, out_dim, vb.pp("out"))?, slope })
+                Ok(Encoder { body: EncoderBody::Conv(convs, norms), out: dense(flat, out_dim, vb.pp("out"))?, slope })
             }
         }
     }
@@ -103,7 +114,7 @@ impl Encoder {
                 }
                 Ok(h)
             }
-            EncoderBody::Conv(convs) => {
+            EncoderBody::Conv(convs, norms) => {
                 let mut h = match extra {
                     Some(e) => {
                         let (b, _, hh, ww) = x.dims4()?;
@@ -112,8 +123,12 @@ impl Encoder {
                     }
                     None => x.clone(),
                 };
-                for c in convs {
-                    h = self.act(c.forward(&h)?)?;
+                for (c, n) in convs.iter().zip(norms) {
+                    h = c.forward(&h)?;
+                    if let Some(n) = n {
+                        h = n.forward(&h)?;
+                    }
+                    h = self.act(h)?;
                 }
                 h.flatten_from(1)
             }
@@ -166,7 +181,12 @@ impl Encoder {
                 let nx = x.flatten_from(1)?.dim(1)?;
                 g.narrow(1, 0, nx)?.contiguous()?.reshape(x.shape())
             }
-            EncoderBody::Conv(convs) => {
+            EncoderBody::Conv(_, norms) if norms.iter().any(Option::is_some) => {
+                // Each example's critic value would depend on the whole batch: the penalty's per-example
+                // gradient is not defined (Gulrajani et al. drop batch norm from the critic for this reason).
+                candle_core::bail!("input_gradient: not defined with batch norm in the critic (model.batch_norm)")
+            }
+            EncoderBody::Conv(convs, _) => {
                 let mut h = match extra {
                     Some(e) => {
                         let (_, _, hh, ww) = x.dims4()?;
@@ -214,12 +234,12 @@ impl Decoder {
                 let mut norms = vec![];
                 let bn = spec.batch_norm;
                 if bn {
-                    norms.push(candle_nn::batch_norm(c, 1e-5, vb.pp("norm0"))?);
+                    norms.push(batch_norm2d(c, vb.pp("norm0"))?);
                 }
                 for (i, &o) in outs.iter().enumerate() {
                     deconvs.push(fastconv::up(c, o, vb.pp(format!("deconv{i}")))?);
                     if bn && i + 1 < outs.len() {
-                        norms.push(candle_nn::batch_norm(o, 1e-5, vb.pp(format!("norm{}", i + 1)))?);
+                        norms.push(batch_norm2d(o, vb.pp(format!("norm{}", i + 1)))?);
                     }
                     c = o;
                 }
@@ -243,10 +263,10 @@ impl Decoder {
             }
             Decoder::Conv { fc, deconvs, start, norms } => {
                 // Batch statistics always, also when sampling (samples are drawn in batches), as DCGAN
-                // implementations commonly do; the running averages are kept (and checkpointed) but not used.
+                // implementations commonly do.
                 let norm = |i: usize, h: Tensor| -> Result<Tensor> {
                     match norms {
-                        Some(n) => n[i].forward_train(&h),
+                        Some(n) => n[i].forward(&h),
                         None => Ok(h),
                     }
                 };

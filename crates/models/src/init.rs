@@ -5,6 +5,7 @@
 //! weights, uniform(±1/√fan_in) for biases, as PyTorch) but draws from a ChaCha generator seeded by the trial,
 //! and records every variable in a `VarMap` so it can be saved and optimised.
 
+use crate::spec::InitScheme;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::init::{Init, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
@@ -16,13 +17,33 @@ use std::sync::Mutex;
 pub struct SeededInit {
     varmap: VarMap,
     rng: Mutex<ChaCha8Rng>,
+    scheme: InitScheme,
 }
 
 impl SeededInit {
     /// A VarBuilder whose new variables are drawn from `seed` and stored in `varmap`.
     pub fn var_builder(varmap: &VarMap, seed: u64, device: &Device) -> VarBuilder<'static> {
-        let backend = SeededInit { varmap: varmap.clone(), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) };
+        Self::var_builder_with(varmap, seed, device, InitScheme::Default)
+    }
+
+    /// As [`SeededInit::var_builder`], with `scheme` overriding the layers' own initialisation.
+    pub fn var_builder_with(varmap: &VarMap, seed: u64, device: &Device, scheme: InitScheme) -> VarBuilder<'static> {
+        let backend = SeededInit { varmap: varmap.clone(), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)), scheme };
         VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone())
+    }
+
+    /// The initialisation a variable gets: its layer's hint, or the scheme's rule for its kind (told apart by
+    /// name and rank: layers name their parameters `weight` and `bias`, and only normalisation weights are 1-d).
+    fn init_for(&self, name: &str, shape: &Shape, hint: Init) -> Init {
+        match self.scheme {
+            InitScheme::Default => hint,
+            InitScheme::Dcgan => match (name.rsplit('.').next(), shape.rank()) {
+                (Some("weight"), 1) => Init::Randn { mean: 1.0, stdev: 0.02 },
+                (Some("weight"), _) => Init::Randn { mean: 0.0, stdev: 0.02 },
+                (Some("bias"), _) => Init::Const(0.0),
+                _ => hint,
+            },
+        }
     }
 
     fn draw(&self, shape: &Shape, init: Init) -> Vec<f32> {
@@ -73,7 +94,7 @@ impl SimpleBackend for SeededInit {
             }
             return Ok(var.as_tensor().clone());
         }
-        let t = Tensor::from_vec(self.draw(&s, h), s, dev)?.to_dtype(dtype)?;
+        let t = Tensor::from_vec(self.draw(&s, self.init_for(name, &s, h)), s, dev)?.to_dtype(dtype)?;
         let var = Var::from_tensor(&t)?;
         let out = var.as_tensor().clone();
         data.insert(name.to_string(), var);

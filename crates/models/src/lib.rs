@@ -15,6 +15,7 @@ pub mod dense;
 pub mod fastconv;
 pub mod init;
 pub mod losses;
+pub mod norm;
 pub mod model;
 pub mod registry;
 pub mod schedule;
@@ -23,4 +24,4 @@ pub mod zoo;
 
 pub use model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};
 pub use registry::{build, kinds};
-pub use spec::{Backbone, Likelihood, ModelSpec};
+pub use spec::{Backbone, InitScheme, Likelihood, ModelSpec};

@@ -36,6 +36,6 @@ pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, seed: u64, devi
     let Some((_, builder)) = MODELS.iter().find(|(k, _)| *k == spec.kind) else {
         candle_core::bail!("unknown model kind `{}` (known: {})", spec.kind, kinds().join(", "));
     };
-    let vb = crate::init::SeededInit::var_builder(varmap, seed, device);
+    let vb = crate::init::SeededInit::var_builder_with(varmap, seed, device, spec.init);
     builder(spec, data, varmap, vb)
 }

@@ -91,11 +91,26 @@ pub struct ModelSpec {
     /// WGAN-GP: λ, the weight of the gradient penalty.
     #[serde(default = "default_gp_weight")]
     pub gp_weight: f64,
-    /// Conv decoder / generator: batch normalisation before each hidden ReLU (DCGAN's generator; Radford et
-    /// al. 2016). Off by default.
+    /// Conv backbone, DCGAN's batch normalisation (Radford et al. 2016): in the decoder / generator before
+    /// each hidden ReLU, in a discriminator after every conv but the first. Off by default.
     #[serde(default)]
     pub batch_norm: bool,
+    /// Weight initialisation: candle-nn's layer defaults, or DCGAN's N(0, 0.02) weights and zero biases
+    /// (batch-norm scales N(1, 0.02)).
+    #[serde(default)]
+    pub init: InitScheme,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// Each layer's candle-nn initialisation (Kaiming normal weights, uniform(±1/√fan_in) biases).
+    #[default]
+    Default,
+    /// Radford et al.'s: every weight N(0, 0.02), biases 0, batch-norm scales N(1, 0.02).
+    Dcgan,
+}
+
 
 pub use crate::schedule::{Capacity, KlWarmup, WarmupSchedule};
 

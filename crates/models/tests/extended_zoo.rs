@@ -295,7 +295,7 @@ fn batch_norm_in_the_conv_decoder() {
     let (normed, dec, varmap) = names(true);
     assert!(plain.iter().all(|n| !n.contains("norm")), "{plain:?}");
     let extra: Vec<_> = normed.iter().filter(|n| !plain.contains(n)).collect();
-    assert_eq!(extra.len(), 8, "two norms × (weight, bias, running mean, running var): {extra:?}");
+    assert_eq!(extra.len(), 4, "two norms × (weight, bias): {extra:?}");
     assert!(extra.iter().all(|n| n.starts_with("generator.norm")));
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let z = randn(&mut rng, (16, 3), &dev).unwrap();
@@ -306,4 +306,62 @@ fn batch_norm_in_the_conv_decoder() {
     bias.set(&(bias.as_tensor() + 5.0).unwrap()).unwrap();
     let after = dec.forward(&z).unwrap();
     assert!(max_abs_diff(&before, &after) < 1e-4, "{}", max_abs_diff(&before, &after));
+}
+
+/// `model.batch_norm` in a conv discriminator: every conv but the first is normalised (DCGAN), so a constant
+/// shift of the second conv's bias changes nothing while one of the first conv's does; a VAE encoder gets no
+/// norms; and the gradient penalty refuses a batch-normalised critic instead of computing a wrong one.
+#[test]
+fn batch_norm_in_the_conv_discriminator() {
+    use vaelab_models::backbone::Encoder;
+    let dev = Device::Cpu;
+    let s = spec("{kind: gan, backbone: conv, channels: [4, 8], batch_norm: true}");
+    let varmap = VarMap::new();
+    let vb = vaelab_models::init::SeededInit::var_builder(&varmap, 5, &dev);
+    let d = Encoder::discriminator(&s, &[1, 8, 8], 0, vb.pp("discriminator")).unwrap();
+    let _enc = Encoder::new(&s, &[1, 8, 8], 0, 4, vb.pp("encoder")).unwrap();
+    let mut names: Vec<String> = varmap.data().lock().unwrap().keys().filter(|n| n.contains("norm")).cloned().collect();
+    names.sort();
+    assert_eq!(names, ["discriminator.norm1.bias", "discriminator.norm1.weight"]);
+    let x = randn(&mut ChaCha8Rng::seed_from_u64(3), (16, 1, 8, 8), &dev).unwrap();
+    let before = d.forward(&x, None).unwrap();
+    let shift = |name: &str| {
+        let v = varmap.data().lock().unwrap().get(name).unwrap().clone();
+        v.set(&(v.as_tensor() + 5.0).unwrap()).unwrap();
+    };
+    shift("discriminator.conv1.bias");
+    assert!(max_abs_diff(&before, &d.forward(&x, None).unwrap()) < 1e-4);
+    shift("discriminator.conv0.bias");
+    assert!(max_abs_diff(&before, &d.forward(&x, None).unwrap()) > 1e-3);
+    assert!(d.input_gradient(&x, None).is_err());
+}
+
+/// `model.init: dcgan`: every weight matrix / kernel N(0, 0.02), every bias 0, batch-norm scales N(1, 0.02);
+/// the default keeps each layer's own scheme (Kaiming or uniform: wider than 0.03 at these widths).
+#[test]
+fn dcgan_initialisation() {
+    let dev = Device::Cpu;
+    let stats = |t: &Tensor| {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let m = v.iter().sum::<f32>() / v.len() as f32;
+        (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt())
+    };
+    for init in ["dcgan", "default"] {
+        let s = spec(&format!("{{kind: gan, backbone: conv, channels: [16, 32], batch_norm: true, init: {init}}}"));
+        let varmap = VarMap::new();
+        vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 4, &dev).unwrap();
+        let vars = varmap.data().lock().unwrap().clone();
+        assert!(vars.len() > 10);
+        for (name, v) in &vars {
+            let (m, sd) = stats(v.as_tensor());
+            let norm_scale = name.contains("norm") && name.ends_with("weight");
+            match (init, name.ends_with("bias"), norm_scale) {
+                ("dcgan", true, _) => assert_eq!((m, sd), (0.0, 0.0), "{name}"),
+                ("dcgan", false, true) => assert!((m - 1.0).abs() < 0.02 && (sd - 0.02).abs() < 0.01, "{name}: {m} {sd}"),
+                ("dcgan", false, false) => assert!(m.abs() < 0.005 && (sd - 0.02).abs() < 0.003, "{name}: {m} {sd}"),
+                (_, false, false) => assert!(sd > 0.03, "{name}: {sd}"),
+                _ => {}
+            }
+        }
+    }
 }

@@ -27,6 +27,33 @@ pub struct SweepPlan {
     pub trials: Vec<Trial>,
 }
 
+/// Options added to the spec after sweeps were already being run, each with its default as written in YAML.
+/// The sweep id hashes the expanded spec; these are left out of that text while at their default, so that a
+/// sweep started before an upgrade resumes in its own directory after it. A new option adds a line here
+/// (`sweep_ids_survive_new_options` fails until it does).
+const LATE_OPTIONS: &[(&str, &str)] = &[("model.batch_norm", "false"), ("model.init", "default")];
+
+/// The spec as the sweep id sees it: its YAML text with [`LATE_OPTIONS`] at their defaults removed. (Edited as
+/// text: a round trip through `Value` would print the f32 fields widened, changing every id.)
+fn id_text(spec: &ExperimentSpec) -> String {
+    let full = serde_yaml::to_string(spec).expect("a parsed spec serializes");
+    let mut section = "";
+    let mut out = String::with_capacity(full.len());
+    for line in full.lines() {
+        if !line.starts_with(' ') {
+            section = line.split(':').next().unwrap_or("");
+        }
+        let late = LATE_OPTIONS.iter().any(|(key, default)| {
+            key.split_once('.').is_some_and(|(sec, leaf)| sec == section && line == format!("  {leaf}: {default}"))
+        });
+        if !late {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// FNV-1a, 64 bit: a stable hash (std's hasher may change between Rust releases).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
@@ -253,7 +280,7 @@ impl SweepPlan {
                 trials.push(Trial { index, id, overrides, spec: trial_spec });
             }
         }
-        let full = serde_yaml::to_string(spec).expect("a parsed spec serializes");
+        let full = id_text(spec);
         keys.push("seed".into());
         Ok(SweepPlan { experiment: spec.name.clone(), sweep_id: format!("sweep-{:08x}", fnv1a(full.as_bytes()) as u32), keys, trials })
     }

@@ -51,6 +51,9 @@ impl Gan {
     pub fn new(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder, objective: GanObjective, classes: Option<usize>) -> Result<Self> {
         let k = classes.unwrap_or(0);
         let project = spec.projection && k > 0;
+        if spec.batch_norm && matches!(objective, GanObjective::WassersteinGp { .. }) {
+            candle_core::bail!("model.batch_norm: not with the gradient penalty (each example's critic value would depend on its batch)");
+        }
         if project && !matches!(objective, GanObjective::NonSaturating) {
             candle_core::bail!("model.projection: only for the non-saturating conditional GAN (cgan)");
         }
