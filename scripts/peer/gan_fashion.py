@@ -9,6 +9,9 @@ Adam 2e-4 β (0.5, 0.999) for each, batch 128, grey-level Fashion-MNIST in [0, 1
 Writes the final samples (64, 28×28, in [0, 1]) as .npy; `--png` also writes an 8×8 grid if Pillow is present.
 
   .venv-peer/bin/python scripts/peer/gan_fashion.py --data ../shared/data/fashion-mnist --steps 2000 --out runs/peer-gan
+
+The switches (--bn-g, --bn-d, --init dcgan, --tanh, --channels) tried the parts of DCGAN's recipe one by one;
+`--bn-g --bn-d --init dcgan` is the peer of the spec's `gan` trial with `model.batch_norm: true, model.init: dcgan`.
 """
 import argparse, json, os, sys, time
 
