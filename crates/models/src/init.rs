@@ -3,7 +3,8 @@
 //! candle's `VarMap` initialises through `Tensor::randn`/`rand`, which on the CPU draw from an unseeded
 //! thread RNG. This backend keeps candle-nn's layer constructors (and their init schemes: Kaiming normal for
 //! weights, uniform(±1/√fan_in) for biases, as PyTorch) but draws from a ChaCha generator seeded by the trial,
-//! and records every variable in a `VarMap` so it can be saved and optimised.
+//! and records every variable in a `VarMap` so it can be saved and optimised. `model.init: dcgan` replaces the
+//! layers' schemes with Radford et al.'s (see [`InitScheme`]).
 
 use crate::spec::InitScheme;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
