@@ -138,9 +138,22 @@ fn gan_mlp_pair_on_2d_points() {
 /// penalty), the conditional GAN's and FactorVAE's discriminator step likewise.
 #[test]
 fn adversarial_updates_touch_only_their_own_parameters() {
-    for kind in ["gan", "vae_gan", "wgan_gp", "cgan", "factor_vae"] {
+    // The DCGAN recipe's batch-norm parameters must land in their own network's group too.
+    let dcgan = |kind: &str| {
+        let mut s = spec(kind, "conv");
+        (s.batch_norm, s.init) = (true, vaelab_models::InitScheme::Dcgan);
+        (format!("{kind} + batch norm"), s)
+    };
+    let cases = ["gan", "vae_gan", "wgan_gp", "cgan", "factor_vae"].map(|k| (k.to_string(), spec(k, "conv")));
+    for (kind, s) in cases.into_iter().chain(["gan", "vae_gan", "cgan"].map(dcgan)) {
         let varmap = VarMap::new();
-        let model = vaelab_models::build(&spec(kind, "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 5, &Device::Cpu).unwrap();
+        let model = vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 5, &Device::Cpu).unwrap();
+        if s.batch_norm {
+            let norms = varmap.data().lock().unwrap().keys().filter(|k| k.contains(".norm")).count();
+            assert!(norms >= 6, "{kind}: {norms} batch-norm variables");
+            let grouped: usize = model.param_groups().iter().map(|g| g.vars.len()).sum();
+            assert_eq!(grouped, varmap.all_vars().len(), "{kind}: every variable in a group");
+        }
         let groups = model.param_groups();
         assert!(groups.len() >= 2, "{kind} has its own optimizer per network");
         let mut opts: Vec<_> = groups.iter().map(|g| candle_nn::AdamW::new_lr(g.vars.clone(), 1e-2).unwrap()).collect();
