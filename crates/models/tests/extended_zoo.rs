@@ -313,7 +313,6 @@ fn batch_norm_in_the_conv_decoder() {
 /// norms; and the gradient penalty refuses a batch-normalised critic instead of computing a wrong one.
 #[test]
 fn batch_norm_in_the_conv_discriminator() {
-    use vaelab_models::backbone::Encoder;
     let dev = Device::Cpu;
     let s = spec("{kind: gan, backbone: conv, channels: [4, 8], batch_norm: true}");
     let varmap = VarMap::new();
