@@ -72,21 +72,42 @@ fn discretize(codes: &[Vec<f32>], bins: usize) -> Vec<Vec<usize>> {
 /// Mutual information gap: for each factor, the gap between the two code dimensions sharing the most
 /// information with it, over the factor's entropy; averaged over factors.
 pub fn mig(codes: &[Vec<f32>], factors: &[Vec<u32>], sizes: &[usize], bins: usize) -> f64 {
+    let per = mig_per_factor(codes, factors, sizes, bins);
+    per.iter().map(|f| f.gap).sum::<f64>() / sizes.len().max(1) as f64
+}
+
+/// One factor's share of MIG: why a score is low — the factor not encoded (small `top`) or spread over two
+/// dimensions (`top` large, `gap` small).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FactorMig {
+    /// (I(factor; best dim) − I(factor; second dim)) / H(factor).
+    pub gap: f64,
+    /// I(factor; best dim) / H(factor).
+    pub top: f64,
+    /// The best dimension.
+    pub dim: usize,
+}
+
+/// MIG's terms, one per factor (all zero with fewer than two code dimensions).
+pub fn mig_per_factor(codes: &[Vec<f32>], factors: &[Vec<u32>], sizes: &[usize], bins: usize) -> Vec<FactorMig> {
     let disc = discretize(codes, bins);
+    let zero = FactorMig { gap: 0.0, top: 0.0, dim: 0 };
     if disc.len() < 2 {
-        return 0.0;
+        return vec![zero; sizes.len()];
     }
-    let mut total = 0.0;
-    for (k, &size) in sizes.iter().enumerate() {
-        let f: Vec<usize> = factors.iter().map(|r| r[k] as usize).collect();
-        let mut counts = vec![0usize; size];
-        f.iter().for_each(|&v| counts[v] += 1);
-        let h = entropy(&counts);
-        let mut mi: Vec<f64> = disc.iter().map(|c| mutual_info(c, bins, &f, size)).collect();
-        mi.sort_by(|a, b| b.total_cmp(a));
-        total += if h > 0.0 { (mi[0] - mi[1]) / h } else { 0.0 };
-    }
-    total / sizes.len() as f64
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &size)| {
+            let f: Vec<usize> = factors.iter().map(|r| r[k] as usize).collect();
+            let mut counts = vec![0usize; size];
+            f.iter().for_each(|&v| counts[v] += 1);
+            let h = entropy(&counts);
+            let mut mi: Vec<(usize, f64)> = disc.iter().map(|c| mutual_info(c, bins, &f, size)).enumerate().collect();
+            mi.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if h > 0.0 { FactorMig { gap: (mi[0].1 - mi[1].1) / h, top: mi[0].1 / h, dim: mi[0].0 } } else { zero }
+        })
+        .collect()
 }
 
 /// DCI disentanglement, completeness and informativeness.
@@ -289,6 +310,23 @@ mod tests {
         assert!(t > 0.99, "truth {t}");
         assert!((t - p).abs() < 1e-9, "permuted {p} vs {t}");
         assert!(n < 0.02, "noise {n}");
+    }
+
+    /// A factor copied into two dimensions is fully encoded (top 1) with no gap; the permuted code names the
+    /// dimension each factor went to.
+    #[test]
+    fn mig_per_factor_tells_a_split_factor_from_a_missing_one() {
+        let mut r = rng();
+        let f = sample_factors(&SIZES, 5000, &mut r);
+        let per = mig_per_factor(&permuted(&f).unwrap(), &f, &SIZES, 20);
+        assert_eq!(per.iter().map(|p| p.dim).collect::<Vec<_>>(), vec![1, 3, 0, 2]);
+        assert!(per.iter().all(|p| p.gap > 0.99 && p.top > 0.99), "{per:?}");
+        // Factor 2 in dimensions 0 and 1, factor 3 nowhere (noise in its place).
+        let codes: Vec<Vec<f32>> = f.iter().enumerate().map(|(i, r)| vec![r[2] as f32, r[2] as f32 * 2.0, r[0] as f32, (i * 7919 % 101) as f32]).collect();
+        let per = mig_per_factor(&codes, &f, &SIZES, 20);
+        assert!(per[2].top > 0.99 && per[2].gap < 1e-9, "split {:?}", per[2]);
+        assert!(per[3].top < 0.05, "missing {:?}", per[3]);
+        assert!(per[0].gap > 0.99, "kept {:?}", per[0]);
     }
 
     #[test]

@@ -24,4 +24,4 @@ pub mod zoo;
 
 pub use model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};
 pub use registry::{build, kinds};
-pub use spec::{Backbone, InitScheme, Likelihood, ModelSpec};
+pub use spec::{Backbone, InitScheme, Likelihood, ModelSpec, TcEstimator};

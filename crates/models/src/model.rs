@@ -14,6 +14,8 @@ pub struct Batch {
 pub struct DataInfo<'a> {
     pub shape: &'a [usize],
     pub num_classes: Option<usize>,
+    /// Training examples (β-TCVAE's stratified estimate weighs the batch by it; 0 where unknown).
+    pub train_size: usize,
 }
 
 /// What a model gets besides the batch: the trial's seeded generator (all noise comes from it) and the step.

@@ -99,6 +99,19 @@ pub struct ModelSpec {
     /// (batch-norm scales N(1, 0.02)).
     #[serde(default)]
     pub init: InitScheme,
+    /// β-TCVAE: how log q(z) is estimated from the batch (Chen et al. 2018, appendix C).
+    #[serde(default)]
+    pub tc_estimator: TcEstimator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcEstimator {
+    /// Minibatch-weighted sampling: every posterior in the batch weighted alike (disentanglement_lib's).
+    #[default]
+    Mws,
+    /// Minibatch-stratified sampling: an example's own posterior weighted 1/N (pythae's default).
+    Mss,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]

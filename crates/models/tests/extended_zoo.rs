@@ -106,6 +106,32 @@ fn total_correlation_estimate_tells_dependent_codes_from_independent_ones() {
     assert!(dependent > independent + 0.5, "dependent {dependent} vs independent {independent}");
 }
 
+/// The stratified estimate's weights sum to 1: identical posteriors give exactly TC = 0 (no constant left
+/// out), and it too scores two copies of one code above two independent codes.
+#[test]
+fn stratified_total_correlation_is_normalised_and_tells_dependence() {
+    let dev = Device::Cpu;
+    let (b, d) = (64, 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let z = randn(&mut rng, (b, d), &dev).unwrap();
+    let zeros = Tensor::zeros((b, d), candle_core::DType::F32, &dev).unwrap();
+    let tc = scalar(&beta_tc_vae::total_correlation_stratified(&z, &zeros, &zeros, 50_000).unwrap().mean_all().unwrap());
+    assert!(tc.abs() < 1e-4, "{tc}");
+
+    let logvar = (Tensor::ones((b, 2), candle_core::DType::F32, &dev).unwrap() * (2.0 * 0.3f64.ln())).unwrap();
+    let m1 = randn(&mut rng, (b, 1), &dev).unwrap();
+    let m2 = randn(&mut rng, (b, 1), &dev).unwrap();
+    let tc_of = |mu: Tensor| {
+        let eps = randn(&mut ChaCha8Rng::seed_from_u64(5), (b, 2), &dev).unwrap();
+        let z = (&mu + (eps * 0.3).unwrap()).unwrap();
+        scalar(&beta_tc_vae::total_correlation_stratified(&z, &mu, &logvar, 50_000).unwrap().mean_all().unwrap())
+    };
+    let dependent = tc_of(Tensor::cat(&[&m1, &m1], 1).unwrap());
+    let independent = tc_of(Tensor::cat(&[&m1, &m2], 1).unwrap());
+    assert!(dependent > independent + 0.3, "dependent {dependent} vs independent {independent}");
+    assert!(beta_tc_vae::total_correlation_stratified(&z.narrow(0, 0, 1).unwrap(), &zeros.narrow(0, 0, 1).unwrap(), &zeros.narrow(0, 0, 1).unwrap(), 10).is_err());
+}
+
 #[test]
 fn dip_penalty_is_zero_at_identity_covariance_and_counts_each_entry() {
     let dev = Device::Cpu;
@@ -164,7 +190,7 @@ fn factor_vae_permutes_each_dimension_on_its_own() {
 #[test]
 fn iwae_bound_is_tighter_than_the_elbo() {
     let dev = Device::Cpu;
-    let info = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 };
     let px: Vec<f32> = (0..8 * 784).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
     let batch = Batch { x: Tensor::from_vec(px, (8, 1, 28, 28), &dev).unwrap(), labels: None };
     let term = |l: &vaelab_models::Losses, n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap().1);
@@ -188,7 +214,7 @@ fn iwae_bound_is_tighter_than_the_elbo() {
 #[test]
 fn vq_vae_quantizes_and_its_ema_codebook_moves() {
     let dev = Device::Cpu;
-    let info = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 };
     let batch = Batch { x: Tensor::rand(0f32, 1f32, (16, 1, 28, 28), &dev).unwrap(), labels: None };
     for kind in ["vq_vae", "vq_vae_ema"] {
         let varmap = VarMap::new();
@@ -222,7 +248,7 @@ fn vq_vae_quantizes_and_its_ema_codebook_moves() {
 fn wgan_gp_critic_separates_real_from_fake() {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let model = vaelab_models::build(&spec("{kind: wgan_gp, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}"), &DataInfo { shape: &[2], num_classes: None }, &varmap, 0, &dev).unwrap();
+    let model = vaelab_models::build(&spec("{kind: wgan_gp, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}"), &DataInfo { shape: &[2], num_classes: None, train_size: 0 }, &varmap, 0, &dev).unwrap();
     let groups = model.param_groups();
     let mut opt = <candle_nn::AdamW as candle_nn::Optimizer>::new(groups[0].vars.clone(), candle_nn::ParamsAdamW { lr: 1e-3, beta1: 0.5, beta2: 0.9, weight_decay: 0.0, eps: 1e-8 }).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -246,7 +272,7 @@ fn wgan_gp_critic_separates_real_from_fake() {
 #[test]
 fn cgan_is_conditioned_on_the_label() {
     let dev = Device::Cpu;
-    let info = DataInfo { shape: &[1, 28, 28], num_classes: Some(10) };
+    let info = DataInfo { shape: &[1, 28, 28], num_classes: Some(10), train_size: 0 };
     for (backbone, projection) in [("mlp", false), ("conv", false), ("mlp", true), ("conv", true)] {
         let varmap = VarMap::new();
         let model = vaelab_models::build(&spec(&format!("{{kind: cgan, backbone: {backbone}, latent_dim: 8, hidden: [32], channels: [8, 16], projection: {projection}}}")), &info, &varmap, 1, &dev).unwrap();
@@ -271,7 +297,7 @@ fn cgan_is_conditioned_on_the_label() {
         let s = model.sample(30, None, &mut ModelCtx { rng: &mut ChaCha8Rng::seed_from_u64(0), step: 0 }).unwrap().unwrap();
         assert_eq!(s.dims(), &[30, 1, 28, 28]);
     }
-    let unlabelled = DataInfo { shape: &[1, 28, 28], num_classes: None };
+    let unlabelled = DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 };
     assert!(vaelab_models::build(&spec("{kind: cgan}"), &unlabelled, &VarMap::new(), 1, &dev).is_err());
 }
 
@@ -348,7 +374,7 @@ fn dcgan_initialisation() {
     for init in ["dcgan", "default"] {
         let s = spec(&format!("{{kind: gan, backbone: conv, channels: [16, 32], batch_norm: true, init: {init}}}"));
         let varmap = VarMap::new();
-        vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 4, &dev).unwrap();
+        vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &varmap, 4, &dev).unwrap();
         let vars = varmap.data().lock().unwrap().clone();
         assert!(vars.len() > 10);
         for (name, v) in &vars {

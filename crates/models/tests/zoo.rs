@@ -80,7 +80,7 @@ fn every_model_backbone_and_size_trains_a_step() {
             for (c, s) in [(1, 28), (3, 32), (1, 64)] {
                 let what = format!("{kind}/{backbone}/{c}×{s}×{s}");
                 let varmap = VarMap::new();
-                let info = DataInfo { shape: &[c, s, s], num_classes: Some(10) };
+                let info = DataInfo { shape: &[c, s, s], num_classes: Some(10), train_size: 0 };
                 let model = vaelab_models::build(&spec(kind, backbone), &info, &varmap, 1, &dev).unwrap();
                 let mut rng = ChaCha8Rng::seed_from_u64(0);
                 let x = Tensor::rand(0f32, 1f32, (4, c, s, s), &dev).unwrap();
@@ -124,7 +124,7 @@ fn every_model_backbone_and_size_trains_a_step() {
 fn gan_mlp_pair_on_2d_points() {
     let varmap = VarMap::new();
     let spec: ModelSpec = serde_yaml::from_str("{kind: gan, latent_dim: 2, hidden: [16, 16], likelihood: gaussian, d_steps: 3}").unwrap();
-    let model = vaelab_models::build(&spec, &DataInfo { shape: &[2], num_classes: None }, &varmap, 3, &Device::Cpu).unwrap();
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[2], num_classes: None, train_size: 0 }, &varmap, 3, &Device::Cpu).unwrap();
     let phases = model.phases();
     assert_eq!((phases[0].group, phases[0].repeats), (0, 3), "d_steps discriminator steps first");
     assert_eq!((phases[1].group, phases[1].repeats), (1, 1));
@@ -147,7 +147,7 @@ fn adversarial_updates_touch_only_their_own_parameters() {
     let cases = ["gan", "vae_gan", "wgan_gp", "cgan", "factor_vae"].map(|k| (k.to_string(), spec(k, "conv")));
     for (kind, s) in cases.into_iter().chain(["gan", "vae_gan", "cgan"].map(dcgan)) {
         let varmap = VarMap::new();
-        let model = vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 5, &Device::Cpu).unwrap();
+        let model = vaelab_models::build(&s, &DataInfo { shape: &[1, 28, 28], num_classes: Some(10), train_size: 0 }, &varmap, 5, &Device::Cpu).unwrap();
         if s.batch_norm {
             let norms = varmap.data().lock().unwrap().keys().filter(|k| k.contains(".norm")).count();
             assert!(norms >= 6, "{kind}: {norms} batch-norm variables");
@@ -173,7 +173,7 @@ fn adversarial_updates_touch_only_their_own_parameters() {
 #[test]
 fn cvae_is_conditioned_on_the_label() {
     let varmap = VarMap::new();
-    let model = vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: Some(10) }, &varmap, 2, &Device::Cpu).unwrap();
+    let model = vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: Some(10), train_size: 0 }, &varmap, 2, &Device::Cpu).unwrap();
     assert_eq!(model.classes(), Some(10));
     let x = Tensor::rand(0f32, 1f32, (2, 1, 28, 28), &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -189,7 +189,7 @@ fn cvae_is_conditioned_on_the_label() {
     // Without labels every class comes in turn.
     assert_eq!(model.sample(20, None, &mut ctx).unwrap().unwrap().dim(0).unwrap(), 20);
     // Unlabelled data is an error, not a silent unconditional model.
-    assert!(vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).is_err());
+    assert!(vaelab_models::build(&spec("cvae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &VarMap::new(), 2, &Device::Cpu).is_err());
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn beta_vae_capacity_reaches_c_max_at_the_configured_step() {
     assert_eq!(c.at(1000), 25.0);
     assert_eq!(c.at(5000), 25.0);
     // The model logs the capacity it used and its objective is γ·|KL − C| + recon.
-    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).unwrap();
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &VarMap::new(), 2, &Device::Cpu).unwrap();
     let batch = Batch { x: Tensor::rand(0f32, 1f32, (4, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 1000 }).unwrap();
@@ -214,7 +214,7 @@ fn beta_vae_capacity_reaches_c_max_at_the_configured_step() {
 #[test]
 fn beta_weights_the_kl_and_warmup_schedules() {
     let spec: ModelSpec = serde_yaml::from_str("{kind: beta_vae, latent_dim: 3, hidden: [16], beta: 4.0, kl_warmup: {schedule: linear, steps: 100}}").unwrap();
-    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 2, &Device::Cpu).unwrap();
+    let model = vaelab_models::build(&spec, &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &VarMap::new(), 2, &Device::Cpu).unwrap();
     let batch = Batch { x: Tensor::rand(0f32, 1f32, (4, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step: 25 }).unwrap();
@@ -237,7 +237,7 @@ fn init_is_seeded() {
     let dev = Device::Cpu;
     let weights = |seed| {
         let vm = VarMap::new();
-        vaelab_models::build(&spec("vae", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &vm, seed, &dev).unwrap();
+        vaelab_models::build(&spec("vae", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &vm, seed, &dev).unwrap();
         let data = vm.data().lock().unwrap();
         data["encoder.conv0.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
@@ -250,7 +250,7 @@ fn init_is_seeded() {
 #[test]
 fn vae_gan_joint_update_moves_each_group_by_its_own_objective() {
     let varmap = VarMap::new();
-    let model = vaelab_models::build(&spec("vae_gan", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &varmap, 5, &Device::Cpu).unwrap();
+    let model = vaelab_models::build(&spec("vae_gan", "conv"), &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &varmap, 5, &Device::Cpu).unwrap();
     let groups = model.param_groups();
     let phases = model.phases();
     let batch = Batch { x: Tensor::rand(0f32, 1f32, (6, 1, 28, 28), &Device::Cpu).unwrap(), labels: None };
@@ -267,7 +267,7 @@ fn vae_gan_joint_update_moves_each_group_by_its_own_objective() {
         }
     }
     // Models without a joint update say so.
-    let vae = vaelab_models::build(&spec("vae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None }, &VarMap::new(), 5, &Device::Cpu).unwrap();
+    let vae = vaelab_models::build(&spec("vae", "mlp"), &DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 }, &VarMap::new(), 5, &Device::Cpu).unwrap();
     assert!(vae.joint_losses(&batch, &mut ModelCtx { rng: &mut rng, step: 1 }).unwrap().is_none());
 }
 
@@ -277,7 +277,7 @@ fn importance_weights_average_to_the_elbo_and_tighten_with_k() {
     // `eval` reports (averaged over its own noise); log-mean-exp over k samples can only be tighter.
     let varmap = VarMap::new();
     let shape = [1usize, 28, 28];
-    let info = DataInfo { shape: &shape, num_classes: None };
+    let info = DataInfo { shape: &shape, num_classes: None, train_size: 0 };
     let model = vaelab_models::build(&spec("vae", "mlp"), &info, &varmap, 0, &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let px: Vec<f32> = (0..4 * 784).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();

@@ -64,7 +64,7 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, data_dir:
     let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
     let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
     let varmap = candle_nn::VarMap::new();
-    let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+    let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
     let dev = candle_core::Device::Cpu;
     let net = vaelab_models::build(&model.spec(), &info, &varmap, seed, &dev)?;
     let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };

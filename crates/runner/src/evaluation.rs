@@ -147,7 +147,15 @@ pub fn compute(spec: &MetricSpec, model: &dyn GenerativeModel, m: &MetricInputs)
             };
             if spec.name == MetricName::Mig {
                 let Some((codes, factors)) = codes_of(&d.train, o.n.unwrap_or(10_000), 0x1_7a9)? else { return Ok(vec![]) };
-                return Ok(vec![("mig".into(), disentangle::mig(&codes, &factors, &d.factor_sizes, 20))]);
+                // The mean, then each factor's gap and its best dimension's information (both over H(factor)),
+                // so a low score says whether a factor is missing or split.
+                let per = disentangle::mig_per_factor(&codes, &factors, &d.factor_sizes, 20);
+                let mut out = vec![("mig".to_string(), per.iter().map(|f| f.gap).sum::<f64>() / per.len() as f64)];
+                for (f, name) in per.iter().zip(&d.factor_names) {
+                    out.push((format!("mig_gap_{name}"), f.gap));
+                    out.push((format!("mig_top_{name}"), f.top));
+                }
+                return Ok(out);
             }
             let Some(train) = codes_of(&d.train, o.n.unwrap_or(5000), 0x1_7aa)? else { return Ok(vec![]) };
             let Some(test) = codes_of(&d.test, usize::MAX, 0x1_7ab)? else { return Ok(vec![]) };

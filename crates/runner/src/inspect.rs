@@ -20,7 +20,7 @@ pub fn load_trial(dir: &Path) -> anyhow::Result<LoadedTrial> {
     let spec: crate::spec::ExperimentSpec = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
     let data = vaelab_data::load(&spec.data, spec.data.split_seed)?;
     let varmap = candle_nn::VarMap::new();
-    let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+    let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
     let model = vaelab_models::build(&spec.model, &info, &varmap, spec.seed, &candle_core::Device::Cpu)?;
     let ckpt = dir.join("checkpoint.safetensors");
     anyhow::ensure!(ckpt.exists(), "{} has no checkpoint yet", dir.display());

@@ -139,6 +139,8 @@ pub fn render_table(df: &DataFrame) -> String {
         .iter()
         .map(|s| s.to_string())
         .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason" | "resumed_from"))
+        // MIG's per-factor terms (ten columns on dSprites) stay in the Parquet file and TensorBoard.
+        .filter(|c| !(c.starts_with("final_mig_gap_") || c.starts_with("final_mig_top_")))
         .filter(|c| c != "pruned_at" || df.column(c).is_ok_and(|col| col.null_count() < col.len()))
         .collect();
     let view = df.select(keep).unwrap_or_else(|_| df.clone());

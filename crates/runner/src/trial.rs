@@ -140,7 +140,7 @@ pub fn run_trial(
         dir.write_status(&status)?;
         let spec = &trial.spec;
         let varmap = candle_nn::VarMap::new();
-        let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes };
+        let info = vaelab_models::DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
         let model = vaelab_models::build(&spec.model, &info, &varmap, spec.seed, &candle_core::Device::Cpu)?;
         let resume = match dir.checkpoint().exists() {
             false => None,
