@@ -2,6 +2,8 @@
 """Sweep throughput (issue #8): experiments/bench-sweep.yaml (8 conv-VAE trials) with --jobs 1 and --jobs 2 in
 fresh runs directories, then the parallel efficiency and the runner's overhead per step over the bare training
 step that `vaelab bench` measures with the same kernel threads (the runner gives each trial cores/jobs threads).
+Also the serial baseline, --jobs 1 on one kernel thread (one core), for the textbook efficiency T(1 core) / (2 ·
+T(jobs 2)); the first figure compares with --jobs 1 already using both cores through its kernels.
 
   python3 scripts/bench_sweep.py            (VAELAB_DATA as for the specs; run on an idle machine)
 """
@@ -24,15 +26,18 @@ def bare_step_s(threads):
 
 
 rows = {}
-for jobs in (1, 2):
+for jobs, kernel_threads in ((1, None), (2, None), ("1, one core", 1)):
     with tempfile.TemporaryDirectory() as runs:
+        env = dict(os.environ)
+        if kernel_threads:
+            env["RAYON_NUM_THREADS"] = str(kernel_threads)
         t = time.perf_counter()
-        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs), "--runs-dir", runs], check=True, capture_output=True)
+        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs if kernel_threads is None else 1), "--runs-dir", runs], check=True, capture_output=True, env=env)
         wall = time.perf_counter() - t
         sweep = next(os.scandir(os.path.join(runs, "bench-sweep"))).path
         trials = [yaml.safe_load(open(os.path.join(e.path, "status.yaml"))) for e in os.scandir(sweep) if e.is_dir()]
         per_step = sum(s["wall_time_s"] for s in trials) / sum(s["steps"] for s in trials)
-        threads = max(1, cores // jobs)
+        threads = kernel_threads or max(1, cores // jobs)
         bare = bare_step_s(threads)
         rows[jobs] = dict(wall=wall, per_step=per_step, bare=bare, threads=threads, n=len(trials))
 
@@ -42,3 +47,5 @@ print("|---|---|---|---|---|---|")
 for jobs, r in rows.items():
     print(f"| {jobs} | {r['threads']} | {r['wall']:.1f} | {r['per_step'] * 1e3:.1f} ms | {r['bare'] * 1e3:.1f} ms | {100 * (r['per_step'] / r['bare'] - 1):+.1f}% |")
 print(f"\n--jobs 2 vs --jobs 1: speedup {speedup:.2f}×, parallel efficiency {100 * speedup / 2:.0f}% ({rows[1]['n']} trials)")
+serial = rows["1, one core"]["wall"] / rows[2]["wall"]
+print(f"--jobs 2 vs one core (--jobs 1, RAYON_NUM_THREADS=1): speedup {serial:.2f}×, parallel efficiency {100 * serial / 2:.0f}%")
