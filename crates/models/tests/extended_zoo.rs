@@ -79,30 +79,37 @@ fn gradient_penalty_trains_the_critic_weights() {
     }
 }
 
-/// TC(z) = 0 for independent dimensions, > 0 for dependent ones. With identical posteriors the minibatch
-/// estimate is exactly −(d − 1)·log B (the constants it leaves out); two copies of one code score higher
-/// than two independent codes.
-#[test]
-fn total_correlation_estimate_tells_dependent_codes_from_independent_ones() {
+type TcEstimate = dyn Fn(&Tensor, &Tensor, &Tensor) -> f64;
+
+/// A batch of 64 codes of 4 dimensions with identical N(0, I) posteriors (zero means and log-variances), and the
+/// estimate of two codes that copy one dimension against two independent ones, posteriors of std `sigma`.
+fn tc_cases(estimate: &TcEstimate, sigma: f64) -> (f64, f64, f64) {
     let dev = Device::Cpu;
     let (b, d) = (64, 4);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let z = randn(&mut rng, (b, d), &dev).unwrap();
     let zeros = Tensor::zeros((b, d), candle_core::DType::F32, &dev).unwrap();
-    let tc = scalar(&beta_tc_vae::total_correlation(&z, &zeros, &zeros).unwrap().mean_all().unwrap());
-    let want = -((d - 1) as f64) * (b as f64).ln();
-    assert!((tc - want).abs() < 1e-3, "{tc} vs {want}");
-
-    let logvar = (Tensor::ones((b, 2), candle_core::DType::F32, &dev).unwrap() * (2.0 * 0.05f64.ln())).unwrap();
+    let identical = estimate(&z, &zeros, &zeros);
+    let logvar = (Tensor::ones((b, 2), candle_core::DType::F32, &dev).unwrap() * (2.0 * sigma.ln())).unwrap();
     let m1 = randn(&mut rng, (b, 1), &dev).unwrap();
     let m2 = randn(&mut rng, (b, 1), &dev).unwrap();
     let tc_of = |mu: Tensor| {
         let eps = randn(&mut ChaCha8Rng::seed_from_u64(5), (b, 2), &dev).unwrap();
-        let z = (&mu + (eps * 0.05).unwrap()).unwrap();
-        scalar(&beta_tc_vae::total_correlation(&z, &mu, &logvar).unwrap().mean_all().unwrap())
+        let z = (&mu + (eps * sigma).unwrap()).unwrap();
+        estimate(&z, &mu, &logvar)
     };
-    let dependent = tc_of(Tensor::cat(&[&m1, &m1], 1).unwrap());
-    let independent = tc_of(Tensor::cat(&[&m1, &m2], 1).unwrap());
+    (identical, tc_of(Tensor::cat(&[&m1, &m1], 1).unwrap()), tc_of(Tensor::cat(&[&m1, &m2], 1).unwrap()))
+}
+
+/// TC(z) = 0 for independent dimensions, > 0 for dependent ones. With identical posteriors the minibatch
+/// estimate is exactly −(d − 1)·log B (the constants it leaves out); two copies of one code score higher
+/// than two independent codes.
+#[test]
+fn total_correlation_estimate_tells_dependent_codes_from_independent_ones() {
+    let mws = |z: &Tensor, mu: &Tensor, lv: &Tensor| scalar(&beta_tc_vae::total_correlation(z, mu, lv).unwrap().mean_all().unwrap());
+    let (identical, dependent, independent) = tc_cases(&mws, 0.05);
+    let want = -3.0 * 64f64.ln();
+    assert!((identical - want).abs() < 1e-3, "{identical} vs {want}");
     assert!(dependent > independent + 0.5, "dependent {dependent} vs independent {independent}");
 }
 
@@ -110,26 +117,12 @@ fn total_correlation_estimate_tells_dependent_codes_from_independent_ones() {
 /// out), and it too scores two copies of one code above two independent codes.
 #[test]
 fn stratified_total_correlation_is_normalised_and_tells_dependence() {
-    let dev = Device::Cpu;
-    let (b, d) = (64, 4);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let z = randn(&mut rng, (b, d), &dev).unwrap();
-    let zeros = Tensor::zeros((b, d), candle_core::DType::F32, &dev).unwrap();
-    let tc = scalar(&beta_tc_vae::total_correlation_stratified(&z, &zeros, &zeros, 50_000).unwrap().mean_all().unwrap());
-    assert!(tc.abs() < 1e-4, "{tc}");
-
-    let logvar = (Tensor::ones((b, 2), candle_core::DType::F32, &dev).unwrap() * (2.0 * 0.3f64.ln())).unwrap();
-    let m1 = randn(&mut rng, (b, 1), &dev).unwrap();
-    let m2 = randn(&mut rng, (b, 1), &dev).unwrap();
-    let tc_of = |mu: Tensor| {
-        let eps = randn(&mut ChaCha8Rng::seed_from_u64(5), (b, 2), &dev).unwrap();
-        let z = (&mu + (eps * 0.3).unwrap()).unwrap();
-        scalar(&beta_tc_vae::total_correlation_stratified(&z, &mu, &logvar, 50_000).unwrap().mean_all().unwrap())
-    };
-    let dependent = tc_of(Tensor::cat(&[&m1, &m1], 1).unwrap());
-    let independent = tc_of(Tensor::cat(&[&m1, &m2], 1).unwrap());
+    let mss = |z: &Tensor, mu: &Tensor, lv: &Tensor| scalar(&beta_tc_vae::total_correlation_stratified(z, mu, lv, 50_000).unwrap().mean_all().unwrap());
+    let (identical, dependent, independent) = tc_cases(&mss, 0.3);
+    assert!(identical.abs() < 1e-4, "{identical}");
     assert!(dependent > independent + 0.3, "dependent {dependent} vs independent {independent}");
-    assert!(beta_tc_vae::total_correlation_stratified(&z.narrow(0, 0, 1).unwrap(), &zeros.narrow(0, 0, 1).unwrap(), &zeros.narrow(0, 0, 1).unwrap(), 10).is_err());
+    let one = Tensor::zeros((1, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(beta_tc_vae::total_correlation_stratified(&one, &one, &one, 10).is_err());
 }
 
 #[test]
