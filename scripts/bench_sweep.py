@@ -25,27 +25,29 @@ def bare_step_s(threads):
     return 128 / r["images_per_sec"]
 
 
-rows = {}
-for jobs, kernel_threads in ((1, None), (2, None), ("1, one core", 1)):
+rows, bare_by_threads = {}, {}
+# (row label, --jobs, kernel threads per trial: None = the runner's cores / jobs)
+for label, jobs, kernel_threads in (("1", 1, None), ("2", 2, None), ("1, one core", 1, 1)):
     with tempfile.TemporaryDirectory() as runs:
         env = dict(os.environ)
         if kernel_threads:
             env["RAYON_NUM_THREADS"] = str(kernel_threads)
         t = time.perf_counter()
-        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs if kernel_threads is None else 1), "--runs-dir", runs], check=True, capture_output=True, env=env)
+        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs), "--runs-dir", runs], check=True, capture_output=True, env=env)
         wall = time.perf_counter() - t
         sweep = next(os.scandir(os.path.join(runs, "bench-sweep"))).path
         trials = [yaml.safe_load(open(os.path.join(e.path, "status.yaml"))) for e in os.scandir(sweep) if e.is_dir()]
         per_step = sum(s["wall_time_s"] for s in trials) / sum(s["steps"] for s in trials)
         threads = kernel_threads or max(1, cores // jobs)
-        bare = bare_step_s(threads)
-        rows[jobs] = dict(wall=wall, per_step=per_step, bare=bare, threads=threads, n=len(trials))
+        if threads not in bare_by_threads:
+            bare_by_threads[threads] = bare_step_s(threads)
+        rows[label] = dict(wall=wall, per_step=per_step, bare=bare_by_threads[threads], threads=threads, n=len(trials))
 
-speedup = rows[1]["wall"] / rows[2]["wall"]
+speedup = rows["1"]["wall"] / rows["2"]["wall"]
 print(f"| jobs | kernel threads each | sweep wall s | trial s/step (incl. logging, Parquet, checkpoints, final eval) | bare step s (`vaelab bench`, same threads) | runner overhead |")
 print("|---|---|---|---|---|---|")
-for jobs, r in rows.items():
-    print(f"| {jobs} | {r['threads']} | {r['wall']:.1f} | {r['per_step'] * 1e3:.1f} ms | {r['bare'] * 1e3:.1f} ms | {100 * (r['per_step'] / r['bare'] - 1):+.1f}% |")
-print(f"\n--jobs 2 vs --jobs 1: speedup {speedup:.2f}×, parallel efficiency {100 * speedup / 2:.0f}% ({rows[1]['n']} trials)")
-serial = rows["1, one core"]["wall"] / rows[2]["wall"]
+for label, r in rows.items():
+    print(f"| {label} | {r['threads']} | {r['wall']:.1f} | {r['per_step'] * 1e3:.1f} ms | {r['bare'] * 1e3:.1f} ms | {100 * (r['per_step'] / r['bare'] - 1):+.1f}% |")
+print(f"\n--jobs 2 vs --jobs 1: speedup {speedup:.2f}×, parallel efficiency {100 * speedup / 2:.0f}% ({rows['1']['n']} trials)")
+serial = rows["1, one core"]["wall"] / rows["2"]["wall"]
 print(f"--jobs 2 vs one core (--jobs 1, RAYON_NUM_THREADS=1): speedup {serial:.2f}×, parallel efficiency {100 * serial / 2:.0f}%")

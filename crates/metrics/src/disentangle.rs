@@ -72,8 +72,12 @@ fn discretize(codes: &[Vec<f32>], bins: usize) -> Vec<Vec<usize>> {
 /// Mutual information gap: for each factor, the gap between the two code dimensions sharing the most
 /// information with it, over the factor's entropy; averaged over factors.
 pub fn mig(codes: &[Vec<f32>], factors: &[Vec<u32>], sizes: &[usize], bins: usize) -> f64 {
-    let per = mig_per_factor(codes, factors, sizes, bins);
-    per.iter().map(|f| f.gap).sum::<f64>() / sizes.len().max(1) as f64
+    mig_of(&mig_per_factor(codes, factors, sizes, bins))
+}
+
+/// MIG from its per-factor terms: the mean gap.
+pub fn mig_of(per_factor: &[FactorMig]) -> f64 {
+    per_factor.iter().map(|f| f.gap).sum::<f64>() / per_factor.len().max(1) as f64
 }
 
 /// One factor's share of MIG: why a score is low — the factor not encoded (small `top`) or spread over two

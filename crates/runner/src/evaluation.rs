@@ -150,7 +150,7 @@ pub fn compute(spec: &MetricSpec, model: &dyn GenerativeModel, m: &MetricInputs)
                 // The mean, then each factor's gap and its best dimension's information (both over H(factor)),
                 // so a low score says whether a factor is missing or split.
                 let per = disentangle::mig_per_factor(&codes, &factors, &d.factor_sizes, 20);
-                let mut out = vec![("mig".to_string(), per.iter().map(|f| f.gap).sum::<f64>() / per.len() as f64)];
+                let mut out = vec![("mig".to_string(), disentangle::mig_of(&per))];
                 for (f, name) in per.iter().zip(&d.factor_names) {
                     out.push((format!("mig_gap_{name}"), f.gap));
                     out.push((format!("mig_top_{name}"), f.top));
