@@ -138,6 +138,19 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// A trained trial's codes of its data (posterior means and log-variances) with the examples' labels and
+    /// ground-truth factors, as Parquet for Polars: one row per example.
+    Encode {
+        trial_dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// `train` or `test`.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// The first N examples of the split.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+    },
     /// Rebuild SWEEP_DIR/trials.parquet from its trial directories and print the summary table.
     Collect { sweep_dir: PathBuf },
     /// Parse a spec, expand its sweep and print the trials, without training.
@@ -293,6 +306,13 @@ fn main() -> ExitCode {
         Command::Reconstruct { trial_dir, output } => picture(&trial_dir, Picture::Reconstruct, &output),
         Command::Traverse { trial_dir, output } => picture(&trial_dir, Picture::Traverse, &output),
         Command::Interpolate { trial_dir, output } => picture(&trial_dir, Picture::Interpolate, &output),
+        Command::Encode { trial_dir, output, split, n } => match vaelab_runner::inspect::encode(&trial_dir, &split, n, &output) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Collect { sweep_dir } => match vaelab_runner::summary::collect(&sweep_dir) {
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -55,6 +55,12 @@ pub struct ModelSpec {
     /// the decoder minimises γ·L_llike − L_GAN).
     #[serde(default = "default_recon_weight")]
     pub recon_weight: f64,
+    /// β-TCVAE and FactorVAE: the weight of the whole KL term beside the total-correlation penalty — in Chen et
+    /// al.'s decomposition the weight α = γ of the index-code MI and the dimension-wise KL (β-TCVAE's objective
+    /// is then recon + w·KL + (β − w)·TC, so β stays the TC term's total weight). Default 1, the papers'
+    /// experiments and disentanglement_lib's.
+    #[serde(default = "default_one")]
+    pub kl_beta: f64,
     /// FactorVAE: γ, the weight of the discriminator's total-correlation estimate.
     #[serde(default = "default_gamma")]
     pub gamma: f64,

@@ -383,3 +383,32 @@ fn dcgan_initialisation() {
         }
     }
 }
+
+/// `model.kl_beta` = w weighs the whole KL of the total-correlation models: β-TCVAE's objective is
+/// recon + w·KL + (β − w)·TC (the paper's α = γ = w, β the TC term's total weight), FactorVAE's
+/// recon + w·KL + γ·TC; the same weights and batch give the same terms whatever w is. β < w is refused.
+#[test]
+fn kl_beta_weighs_the_kl_of_the_total_correlation_models() {
+    let dev = Device::Cpu;
+    let info = DataInfo { shape: &[1, 8, 8], num_classes: None, train_size: 1000 };
+    let px: Vec<f32> = (0..16 * 64).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
+    let batch = Batch { x: Tensor::from_vec(px, (16, 1, 8, 8), &dev).unwrap(), labels: None };
+    let term = |l: &vaelab_models::Losses, n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap_or_else(|| panic!("no term {n}")).1);
+    let run = |yaml: &str| {
+        let model = vaelab_models::build(&spec(yaml), &info, &VarMap::new(), 3, &dev).unwrap();
+        let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut ChaCha8Rng::seed_from_u64(5), step: 1 }).unwrap();
+        (scalar(&l.objective), term(&l, "recon"), term(&l, "kl"), term(&l, "tc"))
+    };
+    for (kind, extra, tc_weight) in [("beta_tc_vae", "beta: 6.0", [5.0, 2.0]), ("factor_vae", "gamma: 6.0", [6.0, 6.0])] {
+        let plain = run(&format!("{{kind: {kind}, latent_dim: 3, hidden: [16], disc_hidden: [8], {extra}}}"));
+        let weighted = run(&format!("{{kind: {kind}, latent_dim: 3, hidden: [16], disc_hidden: [8], {extra}, kl_beta: 4.0}}"));
+        assert_eq!((plain.1, plain.2, plain.3), (weighted.1, weighted.2, weighted.3), "{kind}: same terms");
+        assert!(plain.2 > 0.0 && plain.3 != 0.0, "{kind}: the KL and TC terms are not trivially zero");
+        for ((objective, recon, kl, tc), w, t) in [(plain, 1.0, tc_weight[0]), (weighted, 4.0, tc_weight[1])] {
+            let want = recon + w * kl + t * tc;
+            assert!((objective - want).abs() < 1e-4 * want.abs().max(1.0), "{kind} kl_beta {w}: {objective} vs {want}");
+        }
+    }
+    let refused = vaelab_models::build(&spec("{kind: beta_tc_vae, latent_dim: 3, hidden: [16], beta: 2.0, kl_beta: 4.0}"), &info, &VarMap::new(), 3, &dev);
+    assert!(refused.err().expect("β < kl_beta is refused").to_string().contains("kl_beta"));
+}

@@ -77,3 +77,56 @@ pub fn evaluate(dir: &Path, metrics: &[crate::spec::MetricSpec], runs_dir: &Path
     }
     Ok(out)
 }
+
+/// Write the codes of the first `n` examples of a trial's `split` (`train` or `test`) to `out` as Parquet, one
+/// row per example: `index`, `label` (classed data), `factor_<name>` (factor indices, where known), then the
+/// posterior's `mu_<j>` and `logvar_<j>` (or `z_<j>` for a model with a deterministic code), so codes can be
+/// studied with Polars beside the factors — e.g. why a MIG is low. Returns the number of rows.
+pub fn encode(dir: &Path, split: &str, n: usize, out: &Path) -> anyhow::Result<usize> {
+    use polars::prelude::{Column, DataFrame};
+    let t = load_trial(dir)?;
+    let d = &t.data;
+    let s = match split {
+        "train" => &d.train,
+        "test" => &d.test,
+        other => anyhow::bail!("--split must be train or test, not {other:?}"),
+    };
+    let n = n.min(s.n);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(t.spec.seed);
+    let (mut first, mut second): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (vec![], vec![]);
+    let mut gaussian = true;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let b = vaelab_train::make_batch(s, d, chunk, t.spec.data.binarize, &mut rng, &candle_core::Device::Cpu)?;
+        if let Some((mu, logvar)) = t.model.posterior_params(&b)? {
+            first.extend(mu.flatten_from(1)?.to_vec2::<f32>()?);
+            second.extend(logvar.flatten_from(1)?.to_vec2::<f32>()?);
+        } else if let Some(z) = t.model.encode(&b)? {
+            gaussian = false;
+            first.extend(z.flatten_from(1)?.to_vec2::<f32>()?);
+        } else {
+            anyhow::bail!("a `{}` model has no encoder", t.spec.model.kind);
+        }
+    }
+    let mut cols = vec![Column::new("index".into(), (0..n as u32).collect::<Vec<_>>())];
+    if let Some(l) = &s.labels {
+        cols.push(Column::new("label".into(), l[..n].to_vec()));
+    }
+    if let Some(f) = &s.factors {
+        let nf = d.factor_sizes.len();
+        for (k, name) in d.factor_names.iter().enumerate() {
+            cols.push(Column::new(format!("factor_{name}").into(), (0..n).map(|i| f[i * nf + k]).collect::<Vec<_>>()));
+        }
+    }
+    let dim = first.first().map_or(0, |r| r.len());
+    let (a, b) = if gaussian { ("mu", "logvar") } else { ("z", "") };
+    for j in 0..dim {
+        cols.push(Column::new(format!("{a}_{j}").into(), first.iter().map(|r| r[j]).collect::<Vec<_>>()));
+    }
+    for j in 0..second.first().map_or(0, |r| r.len()) {
+        cols.push(Column::new(format!("{b}_{j}").into(), second.iter().map(|r| r[j]).collect::<Vec<_>>()));
+    }
+    let mut df = DataFrame::new(n, cols)?;
+    vaelab_track::parquet::write_parquet(&mut df, out)?;
+    eprintln!("wrote {} ({n} rows, {dim}-d codes)", out.display());
+    Ok(n)
+}

@@ -12,7 +12,8 @@
 //!   With tight posteriors MWS's sum is dominated by the example's own term; MSS weighs that term by 1/N, so
 //!   log q(z) comes from the other examples.
 //!
-//! `model.beta` is β (β = 1: the plain VAE).
+//! `model.beta` is β (β = 1: the plain VAE). `model.kl_beta` = w sets the paper's α = γ (weights of the
+//! index-code MI and the dimension-wise KL) to w: recon + w·KL + (β − w)·TC, β ≥ w; w = 1 is the default.
 
 use super::vae::{Pass, Regularizer, Vae};
 use crate::model::{Batch, DataInfo, GenerativeModel, ModelCtx};
@@ -22,13 +23,18 @@ use candle_nn::{VarBuilder, VarMap};
 
 pub struct TotalCorrelation {
     pub beta: f64,
+    /// α = γ: the weight of the whole KL.
+    pub kl_beta: f64,
     pub estimator: TcEstimator,
     /// N, the training set's size (MSS only).
     pub train_size: usize,
 }
 
 pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder) -> Result<Box<dyn GenerativeModel>> {
-    let tc = TotalCorrelation { beta: spec.beta, estimator: spec.tc_estimator, train_size: data.train_size };
+    if spec.beta < spec.kl_beta {
+        candle_core::bail!("beta_tc_vae: model.beta ({}) is the total-correlation term's whole weight and must be at least model.kl_beta ({})", spec.beta, spec.kl_beta);
+    }
+    let tc = TotalCorrelation { beta: spec.beta, kl_beta: spec.kl_beta, estimator: spec.tc_estimator, train_size: data.train_size };
     Ok(Box::new(Vae::new(spec, data, varmap, vb, tc, None)?))
 }
 
@@ -76,8 +82,8 @@ impl Regularizer for TotalCorrelation {
             TcEstimator::Mss => total_correlation_stratified(&p.z, &p.mu, &p.logvar, self.train_size)?,
         }
         .mean_all()?;
-        let kl = (p.kl.mean_all()? * kl_weight)?;
-        let objective = ((p.recon.mean_all()? + kl)? + (&tc * (self.beta - 1.0))?)?;
+        let kl = (p.kl.mean_all()? * (self.kl_beta * kl_weight))?;
+        let objective = ((p.recon.mean_all()? + kl)? + (&tc * (self.beta - self.kl_beta))?)?;
         Ok((objective, vec![("tc", tc)]))
     }
 }

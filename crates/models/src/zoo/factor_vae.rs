@@ -2,7 +2,8 @@
 //! that tells codes z ~ q(z) from codes whose dimensions were permuted independently across the batch
 //! (samples of Π_d q(z_d)): TC ≈ E[logit D(z)]. The discriminator is an MLP (`model.disc_hidden`, default
 //! 5 × 1000 leaky-ReLU layers as in the paper) with its own optimizer; each step updates the VAE, then the
-//! discriminator on the same batch's codes (as disentanglement_lib does). `model.gamma` is γ (default 10).
+//! discriminator on the same batch's codes (as disentanglement_lib does). `model.gamma` is γ (default 10);
+//! `model.kl_beta` weighs the KL term (default 1, the paper's ELBO).
 
 use super::vae::{KlPenalty, Vae};
 use super::vars_under;
@@ -17,6 +18,8 @@ pub struct FactorVae {
     vae: Vae,
     disc: Vec<Linear>,
     gamma: f64,
+    /// The KL term's weight in the VAE phase (`model.kl_beta`).
+    kl_beta: f64,
     varmap: VarMap,
 }
 
@@ -28,7 +31,7 @@ pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder)
         disc.push(candle_nn::linear(d, h, vb.pp("tc_discriminator").pp(format!("fc{i}")))?);
         d = h;
     }
-    Ok(Box::new(FactorVae { vae, disc, gamma: spec.gamma, varmap: varmap.clone() }))
+    Ok(Box::new(FactorVae { vae, disc, gamma: spec.gamma, kl_beta: spec.kl_beta, varmap: varmap.clone() }))
 }
 
 const VAE: usize = 0; // phase / group indices
@@ -79,7 +82,7 @@ impl GenerativeModel for FactorVae {
         if phase == VAE {
             let (recon, kl) = (p.recon.mean_all()?, p.kl.mean_all()?);
             let tc = self.logit(&p.z)?.mean_all()?;
-            let objective = ((&recon + &kl)? + (&tc * self.gamma)?)?;
+            let objective = ((&recon + (&kl * self.kl_beta)?)? + (&tc * self.gamma)?)?;
             let terms = vec![("loss", objective.clone()), ("neg_elbo", (&recon + &kl)?), ("recon", recon), ("kl", kl), ("tc", tc)];
             Ok(Losses { objective, terms })
         } else {
