@@ -118,12 +118,11 @@ pub fn encode(dir: &Path, split: &str, n: usize, out: &Path) -> anyhow::Result<u
         }
     }
     let dim = first.first().map_or(0, |r| r.len());
-    let (a, b) = if gaussian { ("mu", "logvar") } else { ("z", "") };
-    for j in 0..dim {
-        cols.push(Column::new(format!("{a}_{j}").into(), first.iter().map(|r| r[j]).collect::<Vec<_>>()));
-    }
-    for j in 0..second.first().map_or(0, |r| r.len()) {
-        cols.push(Column::new(format!("{b}_{j}").into(), second.iter().map(|r| r[j]).collect::<Vec<_>>()));
+    let (first_name, second_name) = if gaussian { ("mu", "logvar") } else { ("z", "") };
+    for (name, rows) in [(first_name, &first), (second_name, &second)] {
+        for j in 0..rows.first().map_or(0, |r| r.len()) {
+            cols.push(Column::new(format!("{name}_{j}").into(), rows.iter().map(|r| r[j]).collect::<Vec<_>>()));
+        }
     }
     let mut df = DataFrame::new(n, cols)?;
     vaelab_track::parquet::write_parquet(&mut df, out)?;
