@@ -143,7 +143,7 @@ fn slice4<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], [usize; 4])> 
 
 /// Runs `f(i, chunk)` over the `chunk`-sized pieces of `out` (one per image), on candle's kernel threads when
 /// there are several (the gemms are parallel already; these gathers were the serial remainder of a step).
-fn per_image(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn per_image(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     use rayon::prelude::*;
     if candle_core::utils::get_num_threads() > 1 {
         out.par_chunks_exact_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
