@@ -4,9 +4,10 @@
 //! which made it ≈ 55% of a conv VAE step (perf: `vec_dot_f32` plus conv closures); its gemm was < 10%.
 //! Composing the layers from candle's differentiable view ops (pad / narrow / permute / cat) was tried first and
 //! was 2× slower still: the backward of every strided view becomes an element-by-element strided add. So these
-//! are custom ops with their own backward, each a gather/scatter plus a candle matmul:
-//! - `down`:  y = conv(x, W)    = rows(im2col(x) · Wᵀ);     ∂W = rows(∂y)ᵀ · im2col(x)  (the forward's im2col, kept)
-//! - `up`:    y = convᵀ(x, W)   = col2im(rows(x) · W);      ∂W = rows(x)ᵀ · im2col(∂y)
+//! are custom ops with their own backward, each a gather/scatter plus one gemm per image (images split over
+//! candle's kernel threads), on NCHW data throughout:
+//! - `down`:  y_b = conv(x, W)_b  = W · im2col(x_b)ᵀ;        ∂W = Σ_b ∂y_b · im2col(x_b)  (the forward's im2col, kept)
+//! - `up`:    y_b = convᵀ(x, W)_b = col2im(x_bᵀ · W);        ∂W = Σ_b x_b · im2col(∂y_b)
 //! with `down`'s input gradient = `up`(∂y, W) and `up`'s = `down`(∂y, W) (sharing `up`'s ∂W im2col); an input
 //! gradient is computed only where the input needs one (not for the data under the first layer). The conv
 //! biases go through [`add_channel_bias`].
@@ -192,80 +193,111 @@ fn im2col(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     cols
 }
 
-/// The adjoint of [`im2col`]: scatter-add columns back to an image `[b, c, h, w]` (same order and slicing:
-/// columns read in memory order, the sums land in one image at a time).
-fn col2im(cols: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let (ho, wo) = (h / 2, w / 2);
+/// The adjoint of [`im2col`] for one image: scatter-add its columns `[H/2·W/2, C·16]` into `img [C, H, W]`
+/// (zeroed by the caller; same order and slicing as im2col: columns read in memory order).
+fn col2im_image(img_cols: &[f32], [c, h, w]: [usize; 3], img: &mut [f32]) {
+    let wo = w / 2;
     let k = c * 16;
-    let mut x = vec![0f32; b * c * h * w];
-    per_image(&mut x, c * h * w, |bi, img| {
-        let img_cols = &cols[bi * ho * wo * k..][..ho * wo * k];
-        for (r, row) in img_cols.chunks_exact(k).enumerate() {
-            let (m, n) = (r / wo, r % wo);
-            let interior = n > 0 && n + 1 < wo;
-            for (ci, kernel) in row.chunks_exact(16).enumerate() {
-                let plane = &mut img[ci * h * w..][..h * w];
-                for ky in 0..4 {
-                    let iy = (2 * m + ky) as isize - 1;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
+    for (r, row) in img_cols.chunks_exact(k).enumerate() {
+        let (m, n) = (r / wo, r % wo);
+        let interior = n > 0 && n + 1 < wo;
+        for (ci, kernel) in row.chunks_exact(16).enumerate() {
+            let plane = &mut img[ci * h * w..][..h * w];
+            for ky in 0..4 {
+                let iy = (2 * m + ky) as isize - 1;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let dst = &mut plane[iy as usize * w..][..w];
+                let src = &kernel[ky * 4..][..4];
+                if interior {
+                    for (d, s) in dst[2 * n - 1..2 * n + 3].iter_mut().zip(src) {
+                        *d += s;
                     }
-                    let dst = &mut plane[iy as usize * w..][..w];
-                    let src = &kernel[ky * 4..][..4];
-                    if interior {
-                        for (d, s) in dst[2 * n - 1..2 * n + 3].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (kx, s) in src.iter().enumerate() {
-                            let ix = (2 * n + kx) as isize - 1;
-                            if ix >= 0 && ix < w as isize {
-                                dst[ix as usize] += s;
-                            }
+                } else {
+                    for (kx, s) in src.iter().enumerate() {
+                        let ix = (2 * n + kx) as isize - 1;
+                        if ix >= 0 && ix < w as isize {
+                            dst[ix as usize] += s;
                         }
                     }
                 }
             }
         }
-    });
-    x
+    }
 }
 
-/// `[b, c, h, w]` → rows `(b, y, x)` × columns `c`.
-fn to_rows(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let hw = h * w;
-    let mut out = vec![0f32; b * c * hw];
-    per_image(&mut out, c * hw, |bi, dst| {
-        for (ci, plane) in x[bi * c * hw..][..c * hw].chunks_exact(hw).enumerate() {
-            for (p, v) in plane.iter().enumerate() {
-                dst[p * c + ci] = *v;
-            }
+/// One image's gemm, `dst = lhs · rhs` (m × k by k × n), each matrix given by its row and column strides, on
+/// the calling thread: the conv layers run one gemm per image, the images split over candle's kernel threads.
+/// (One batch-wide gemm per layer, before, needed the activations transposed to and from rows (b, y, x) and a
+/// copy out of candle's zero-filled result, and its weight gradients — a 32 × 16 or 64 × 512 output with the
+/// whole batch as the inner dimension — gave gemm's threads almost nothing to split: at two threads the conv
+/// VAE ran no faster than at one.)
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(dst: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize), lhs: &[f32], (lrs, lcs): (usize, usize), rhs: &[f32], (rrs, rcs): (usize, usize)) {
+    // The gemm crate reads through raw pointers: check every matrix's last element is in its slice.
+    assert!(dst.len() >= m * n && m * n > 0 || m * n == 0);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lrs + (k - 1) * lcs);
+    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rrs + (n - 1) * rcs);
+    if m * n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every index the strides reach inside its slice; dst is exclusively borrowed.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            dst.as_mut_ptr(), 1, n as isize, accumulate,
+            lhs.as_ptr(), lcs as isize, lrs as isize,
+            rhs.as_ptr(), rcs as isize, rrs as isize,
+            1.0, 1.0, false, false, false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Per image, `y_b [O, P] = W [O, K] · cols_bᵀ` with `cols_b [P, K]`: a convolution's output from its im2col.
+fn weight_times_cols(w: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), b: usize) -> Vec<f32> {
+    let mut y = vec![0f32; b * o * p];
+    per_image(&mut y, o * p, |bi, yb| gemm_into(yb, false, (o, p, k), w, (k, 1), &cols[bi * p * k..][..p * k], (1, k)));
+    y
+}
+
+/// Per image, `col2im(x_bᵀ · W)` with `x_b [C, P]`, `W [C, O·16]`: a transposed convolution's output (and a
+/// convolution's input gradient) for `[B, C, h, w] → [B, O, 2h, 2w]`.
+fn transposed_conv(x: &[f32], w: &[f32], [b, c, h, wd]: [usize; 4], o: usize) -> Vec<f32> {
+    let (p, k) = (h * wd, o * 16);
+    let mut y = vec![0f32; b * o * 4 * p];
+    per_image(&mut y, o * 4 * p, |bi, yb| {
+        let mut cols = vec![0f32; p * k];
+        gemm_into(&mut cols, false, (p, k, c), &x[bi * c * p..][..c * p], (1, p), w, (k, 1));
+        col2im_image(&cols, [o, 2 * h, 2 * wd], yb);
+    });
+    y
+}
+
+/// `Σ_b a_b [M, P] · cols_b [P, K]` → `[M, K]`: a weight gradient. Partial sums over fixed groups of images
+/// run on the kernel threads and are added in order, so the result does not depend on the thread count.
+fn weight_gradient(a: &[f32], cols: &[f32], (m, p, k): (usize, usize, usize), b: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    const GROUP: usize = 16;
+    let group = |g: usize| {
+        let mut acc = vec![0f32; m * k];
+        for bi in g * GROUP..((g + 1) * GROUP).min(b) {
+            gemm_into(&mut acc, bi > g * GROUP, (m, k, p), &a[bi * m * p..][..m * p], (p, 1), &cols[bi * p * k..][..p * k], (k, 1));
         }
-    });
+        acc
+    };
+    let groups = b.div_ceil(GROUP);
+    let partials: Vec<Vec<f32>> = if candle_core::utils::get_num_threads() > 1 {
+        (0..groups).into_par_iter().map(group).collect()
+    } else {
+        (0..groups).map(group).collect()
+    };
+    let mut out = vec![0f32; m * k];
+    for part in partials {
+        out.iter_mut().zip(part).for_each(|(o, v)| *o += v);
+    }
     out
-}
-
-/// Rows `(b, y, x)` × columns `c` → `[b, c, h, w]`.
-fn from_rows(r: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let hw = h * w;
-    let mut out = vec![0f32; b * c * hw];
-    per_image(&mut out, c * hw, |bi, dst| {
-        for (p, row) in r[bi * c * hw..][..c * hw].chunks_exact(c).enumerate() {
-            for (ci, v) in row.iter().enumerate() {
-                dst[ci * hw + p] = *v;
-            }
-        }
-    });
-    out
-}
-
-fn matmul(a: Vec<f32>, ash: (usize, usize), b: &Tensor) -> Result<Vec<f32>> {
-    Tensor::from_vec(a, ash, &Device::Cpu)?.matmul(b)?.flatten_all()?.to_vec1::<f32>()
-}
-
-fn weight_tensor(s: &CpuStorage, l: &Layout, rows: usize, cols: usize) -> Result<Tensor> {
-    let (w, _) = slice4(s, l)?;
-    Tensor::from_slice(w, (rows, cols), &Device::Cpu)
 }
 
 fn arc<T: CustomOp2 + Send + Sync + 'static>(op: T) -> std::sync::Arc<Box<dyn CustomOp2 + Send + Sync>> {
@@ -280,15 +312,23 @@ struct DownOp {
 }
 /// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w].
 struct UpOp;
-/// `[B, C, H, W]` → its im2col, `[B·H/2·W/2, C·16]` (no gradient: used inside backward passes).
+/// `[B, C, H, W]` → its im2col, `[B, H/2·W/2, C·16]` (no gradient: used inside backward passes).
 struct Im2Col;
-/// `[B, C, H, W]` → rows `[B·H·W, C]` (no gradient).
-struct ToRows;
-/// Rows `[B·H·W, C]` → `[B, C, H, W]` for the given `(B, H, W)` (no gradient).
-struct FromRows(usize, usize, usize);
+/// `(a [B, M, P…], cols [B, P, K])` → `Σ_b a_b · cols_b`, `[M, K]` (no gradient).
+struct WeightGradient;
+/// `(W [O, K], cols [B, P, K])` → `[B, O, h, w]` with `P = h·w`: a convolution from a precomputed im2col
+/// (no gradient).
+struct FromCols(usize, usize);
 
 fn down_op() -> std::sync::Arc<Box<dyn CustomOp2 + Send + Sync>> {
     arc(DownOp::default())
+}
+
+/// A contiguous f32 tensor's data.
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("fastconv: f32 only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("fastconv: contiguous inputs only") };
+    Ok(&v[a..b])
 }
 
 impl CustomOp2 for DownOp {
@@ -299,11 +339,10 @@ impl CustomOp2 for DownOp {
         let (x, [b, c, h, w]) = slice4(s1, l1)?;
         let o = l2.dims()[0];
         let (ho, wo) = (h / 2, w / 2);
-        let wt = weight_tensor(s2, l2, o, c * 16)?.t()?;
-        let cols = Tensor::from_vec(im2col(x, [b, c, h, w]), (b * ho * wo, c * 16), &Device::Cpu)?;
-        let y = cols.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
-        *self.cols.lock().unwrap() = Some(cols);
-        Ok((CpuStorage::F32(from_rows(&y, [b, o, ho, wo])), Shape::from((b, o, ho, wo))))
+        let cols = im2col(x, [b, c, h, w]);
+        let y = weight_times_cols(slice(s2, l2)?, &cols, (o, c * 16, ho * wo), b);
+        *self.cols.lock().unwrap() = Some(Tensor::from_vec(cols, (b, ho * wo, c * 16), &Device::Cpu)?);
+        Ok((CpuStorage::F32(y), Shape::from((b, o, ho, wo))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
@@ -313,8 +352,7 @@ impl CustomOp2 for DownOp {
             Some(c) => c,
             None => x.contiguous()?.apply_op1_no_bwd(&Im2Col)?, // a second backward through the same node
         };
-        let (o, c) = (w.dims()[0], w.dims()[1]);
-        let dw = dy.apply_op1_no_bwd(&ToRows)?.t()?.matmul(&cols)?.reshape((o, c, 4, 4))?;
+        let dw = dy.apply_op2_no_bwd(&cols, &WeightGradient)?.reshape(w.shape())?;
         Ok((dx, Some(dw)))
     }
 }
@@ -326,25 +364,49 @@ impl CustomOp2 for UpOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, [b, c, h, w]) = slice4(s1, l1)?;
         let o = l2.dims()[1];
-        let wm = weight_tensor(s2, l2, c, o * 16)?;
-        let cols = matmul(to_rows(x, [b, c, h, w]), (b * h * w, c), &wm)?;
-        let y = col2im(&cols, [b, o, 2 * h, 2 * w]);
+        let y = transposed_conv(x, slice(s2, l2)?, [b, c, h, w], o);
         Ok((CpuStorage::F32(y), Shape::from((b, o, 2 * h, 2 * w))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // Up is Down's adjoint with the same weight tensor read as [O_down = C, C_down = O, 4, 4]: both gradients
         // are products with the im2col of ∂L/∂y, made once here.
-        let (b, c, h, w_) = x.dims4()?;
-        let o = w.dims()[1];
-        let cols = dy.contiguous()?.apply_op1_no_bwd(&Im2Col)?; // [B·h·w, O·16]
-        let wm = w.reshape((c, o * 16))?;
-        let dx = if x.track_op() {
-            Some(cols.matmul(&wm.t()?)?.apply_op1_no_bwd(&FromRows(b, h, w_))?)
-        } else {
-            None
-        };
-        let dw = x.contiguous()?.apply_op1_no_bwd(&ToRows)?.t()?.matmul(&cols)?.reshape((c, o, 4, 4))?;
+        let (_, _, h, w_) = x.dims4()?;
+        let cols = dy.contiguous()?.apply_op1_no_bwd(&Im2Col)?; // [B, h·w, O·16]
+        let w = w.contiguous()?;
+        let dx = if x.track_op() { Some(w.apply_op2_no_bwd(&cols, &FromCols(h, w_))?) } else { None };
+        let dw = x.contiguous()?.apply_op2_no_bwd(&cols, &WeightGradient)?.reshape(w.shape())?;
         Ok((dx, Some(dw)))
+    }
+}
+
+impl CustomOp2 for WeightGradient {
+    fn name(&self) -> &'static str {
+        "fastconv-weight-gradient"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (a, cols) = (slice(s1, l1)?, slice(s2, l2)?);
+        let &[b, p, k] = l2.dims() else { candle_core::bail!("fastconv: im2col must be [B, P, K]") };
+        let m = l1.dims()[1];
+        if a.len() != b * m * p {
+            candle_core::bail!("fastconv: {:?} does not match an im2col of {:?}", l1.dims(), l2.dims());
+        }
+        Ok((CpuStorage::F32(weight_gradient(a, cols, (m, p, k), b)), Shape::from((m, k))))
+    }
+}
+
+impl CustomOp2 for FromCols {
+    fn name(&self) -> &'static str {
+        "fastconv-from-cols"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (w, cols) = (slice(s1, l1)?, slice(s2, l2)?);
+        let &[b, p, k] = l2.dims() else { candle_core::bail!("fastconv: im2col must be [B, P, K]") };
+        let FromCols(h, wd) = *self;
+        let o = l1.dims()[0];
+        if w.len() != o * k || p != h * wd {
+            candle_core::bail!("fastconv: weights {:?} do not match an im2col of {:?}", l1.dims(), l2.dims());
+        }
+        Ok((CpuStorage::F32(weight_times_cols(w, cols, (o, k, p), b)), Shape::from((b, o, h, wd))))
     }
 }
 
@@ -354,28 +416,6 @@ impl candle_core::CustomOp1 for Im2Col {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, [b, c, h, w]) = slice4(s, l)?;
-        Ok((CpuStorage::F32(im2col(x, [b, c, h, w])), Shape::from((b * (h / 2) * (w / 2), c * 16))))
-    }
-}
-
-impl candle_core::CustomOp1 for ToRows {
-    fn name(&self) -> &'static str {
-        "fastconv-to-rows"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, [b, c, h, w]) = slice4(s, l)?;
-        Ok((CpuStorage::F32(to_rows(x, [b, c, h, w])), Shape::from((b * h * w, c))))
-    }
-}
-
-impl candle_core::CustomOp1 for FromRows {
-    fn name(&self) -> &'static str {
-        "fastconv-from-rows"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(v) = s else { candle_core::bail!("fastconv: f32 only") };
-        let Some((a, e)) = l.contiguous_offsets() else { candle_core::bail!("fastconv: contiguous inputs only") };
-        let (FromRows(b, h, w), c) = (self, l.dims()[1]);
-        Ok((CpuStorage::F32(from_rows(&v[a..e], [*b, c, *h, *w])), Shape::from((*b, c, *h, *w))))
+        Ok((CpuStorage::F32(im2col(x, [b, c, h, w])), Shape::from((b, (h / 2) * (w / 2), c * 16))))
     }
 }
