@@ -40,8 +40,7 @@ impl candle_core::CustomOp2 for BceWithLogits {
         if l2.dims() != l1.dims() {
             candle_core::bail!("bce-with-logits: logits {:?}, targets {:?}", l1.dims(), l2.dims());
         }
-        let mut out = vec![0f32; b];
-        per_image(&mut out, 1, |i, o| {
+        let out = per_image(b, 1, |i, o| {
             let (li, ti) = (&l[i * d..(i + 1) * d], &t[i * d..(i + 1) * d]);
             // ln(1 + e) rather than ln_1p(e): e ≤ 1, so nothing is lost that f32 sums keep, and glibc's log1pf is
             // several times slower than its logf (≈ 10% of an MLP VAE step in perf).
@@ -65,8 +64,7 @@ impl candle_core::CustomOp3 for BceWithLogitsGrad {
         if t.len() != l.len() || g.len() != b {
             candle_core::bail!("bce-with-logits-grad: {} logits, {} targets, {} row gradients", l.len(), t.len(), g.len());
         }
-        let mut out = vec![0f32; b * d];
-        per_image(&mut out, d, |i, o| {
+        let out = per_image(b * d, d, |i, o| {
             let (li, ti, gi) = (&l[i * d..(i + 1) * d], &t[i * d..(i + 1) * d], g[i]);
             for ((o, &x), &y) in o.iter_mut().zip(li).zip(ti) {
                 *o = gi * (1.0 / (1.0 + (-x).exp()) - y);
