@@ -23,6 +23,17 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     scalar(&(a - b).unwrap().abs().unwrap().max_all().unwrap())
 }
 
+/// A loss term by name.
+fn term(l: &vaelab_models::Losses, name: &str) -> f64 {
+    scalar(&l.terms.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no term {name}")).1)
+}
+
+/// `n` binary single-channel `side`×`side` images, a fixed pseudo-random pattern.
+fn binary_batch(n: usize, side: usize, dev: &Device) -> Batch {
+    let px: Vec<f32> = (0..n * side * side).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
+    Batch { x: Tensor::from_vec(px, (n, 1, side, side), dev).unwrap(), labels: None }
+}
+
 /// WGAN-GP's penalty rests on `Encoder::input_gradient`: it must equal the gradient candle's backward
 /// computes for the input, for both backbones, with and without label planes.
 #[test]
@@ -184,9 +195,7 @@ fn factor_vae_permutes_each_dimension_on_its_own() {
 fn iwae_bound_is_tighter_than_the_elbo() {
     let dev = Device::Cpu;
     let info = DataInfo { shape: &[1, 28, 28], num_classes: None, train_size: 0 };
-    let px: Vec<f32> = (0..8 * 784).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
-    let batch = Batch { x: Tensor::from_vec(px, (8, 1, 28, 28), &dev).unwrap(), labels: None };
-    let term = |l: &vaelab_models::Losses, n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap().1);
+    let batch = binary_batch(8, 28, &dev);
     let model = vaelab_models::build(&spec("{kind: iwae, latent_dim: 4, hidden: [32], iwae_k: 50}"), &info, &VarMap::new(), 0, &dev).unwrap();
     let (mut bound, mut elbo) = (0.0, 0.0);
     for seed in 0..5 {
@@ -250,8 +259,7 @@ fn wgan_gp_critic_separates_real_from_fake() {
         let x = (randn(&mut rng, (128, 2), &dev).unwrap() * 0.1).unwrap() + 3.0;
         let batch = Batch { x: x.unwrap(), labels: None };
         let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step }).unwrap();
-        let term = |n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap().1);
-        last = (term("wasserstein"), term("gradient_penalty"));
+        last = (term(&l, "wasserstein"), term(&l, "gradient_penalty"));
         candle_nn::Optimizer::backward_step(&mut opt, &l.objective).unwrap();
     }
     // The generator's untrained output sits near the origin, ≈ 4.2 from the real mode: a 1-Lipschitz critic
@@ -391,9 +399,7 @@ fn dcgan_initialisation() {
 fn kl_beta_weighs_the_kl_of_the_total_correlation_models() {
     let dev = Device::Cpu;
     let info = DataInfo { shape: &[1, 8, 8], num_classes: None, train_size: 1000 };
-    let px: Vec<f32> = (0..16 * 64).map(|i| ((i * 7919 + i / 13) % 5 < 2) as u8 as f32).collect();
-    let batch = Batch { x: Tensor::from_vec(px, (16, 1, 8, 8), &dev).unwrap(), labels: None };
-    let term = |l: &vaelab_models::Losses, n: &str| scalar(&l.terms.iter().find(|t| t.0 == n).unwrap_or_else(|| panic!("no term {n}")).1);
+    let batch = binary_batch(16, 8, &dev);
     let run = |yaml: &str| {
         let model = vaelab_models::build(&spec(yaml), &info, &VarMap::new(), 3, &dev).unwrap();
         let l = model.loss(0, &batch, &mut ModelCtx { rng: &mut ChaCha8Rng::seed_from_u64(5), step: 1 }).unwrap();
