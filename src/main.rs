@@ -28,6 +28,21 @@ fn keep_freed_pages() {
     }
 }
 
+/// candle runs its large element-wise ops on its own "barrier pool" (`CANDLE_NUM_THREADS` − 1 workers beside the
+/// calling thread), separate from the rayon pool its gemm uses, and each worker spins 25,000 pauses after every
+/// op before parking. In a vaelab step the big element-wise work is in the project's own ops (split over rayon);
+/// what candle still runs there is mostly backprop's gradient accumulation, and its spinning worker took a core
+/// from the gemm that followed (perf, MLP VAE b1024 two threads: the `candle-bp-0` thread 8% of samples). With no
+/// pool workers those adds run on the calling thread: `vaelab bench`, two threads, 3 alternating rounds, medians
+/// img/s — MLP b1024 26,700 → 31,334, MLP b128 18,966 → 21,991, conv b128 3,438 → 3,596, conv b1024 3,190 →
+/// 3,212. A user's own `CANDLE_NUM_THREADS` wins.
+fn no_candle_elementwise_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Before any thread exists and before candle's pool is first built (it reads this once).
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "vaelab", version, about = "Train, sweep and compare generative models")]
 struct Cli {
@@ -234,6 +249,7 @@ fn write_slurm(file: &SpecFile, plan: &SweepPlan, spec: &std::path::Path, runs_d
 
 fn main() -> ExitCode {
     keep_freed_pages();
+    no_candle_elementwise_pool();
     let cli = Cli::parse();
     match cli.command {
         Command::Models => {
