@@ -179,6 +179,46 @@ fn killed_sweeps_resume_to_the_same_results() {
     assert!(mid_write >= 5 && temps_seen >= 5, "kills hit writes between fill and rename ({mid_write} kills, {temps_seen} temp files)");
 }
 
+/// A trial killed late and resumed reports the time of all its training, not only its last run's: the
+/// checkpoint carries the seconds behind its step, and the finished trial's `wall_time_s` adds them.
+#[test]
+fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("timed.yaml");
+    std::fs::write(
+        &spec,
+        "name: timed\nseed: 3\ndata: {kind: ring8, n_train: 2000, n_test: 300}\n\
+         model: {kind: vae, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}\n\
+         train: {steps: 500, batch_size: 64, eval_every: 250, checkpoint_every: 10}\n",
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    // Killed while writing its 45th checkpoint: the 44th (step 440) is on disk.
+    let killed = Command::new(env!("CARGO_BIN_EXE_vaelab"))
+        .args(["run", spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()])
+        .env("VAELAB_KILL_AT", "checkpoint:45")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    let trial = trials(&sweep_dir(&runs, "timed")).pop().unwrap();
+    let bytes = std::fs::read(trial.join("checkpoint.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let state: serde_yaml::Value = serde_yaml::from_str(&header.metadata().as_ref().unwrap()["vaelab.state"]).unwrap();
+    assert_eq!(state["step"].as_u64(), Some(440));
+    let earlier = state["seconds"].as_f64().expect("the checkpoint records its training seconds");
+    assert!(earlier > 0.0);
+
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let s = status(&trial);
+    assert_eq!(s["resumed_from"].as_u64(), Some(440));
+    let wall = s["wall_time_s"].as_f64().unwrap();
+    // The last run trained 60 of the 500 steps; its own time alone would be well under the first run's 440.
+    assert!(wall > earlier, "wall_time_s {wall} leaves out the {earlier} s before step 440");
+}
+
 #[test]
 fn early_stopping_prunes_trials_that_fall_behind() {
     let tmp = tempfile::tempdir().unwrap();

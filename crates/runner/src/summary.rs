@@ -3,7 +3,7 @@
 //!
 //! Columns: `trial_id: str`, `index: u64`, `status: str`, one typed column per swept key (named as the key,
 //! e.g. `model.latent_dim: i64`, `seed: i64`), `final_<metric>: f64` for every test metric at the last
-//! evaluation, `best_<primary>: f64`, `steps: u64`, `wall_time_s: f64`, `images_per_sec: f64`, `pruned_at: u64` (null unless pruned), `resumed_from: u64` (null unless
+//! evaluation, `best_<primary>: f64`, `steps: u64`, `wall_time_s: f64` (a resumed trial's earlier runs included), `images_per_sec: f64` (its last run's), `pruned_at: u64` (null unless pruned), `resumed_from: u64` (null unless
 //! the last run continued from a checkpoint), `reason: str`.
 
 use crate::trial::TrialStatus;

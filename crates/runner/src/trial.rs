@@ -32,6 +32,8 @@ pub struct TrialStatus {
     /// The swept keys and this trial's values.
     pub hparams: serde_yaml::Mapping,
     pub steps: u64,
+    /// Seconds the trial took; for a resumed trial its earlier runs' time up to the checkpoint it continued
+    /// from is included (work a killed run did after its last checkpoint is redone, and counted once).
     pub wall_time_s: f64,
     pub started_at: f64,
     #[serde(default)]
@@ -202,6 +204,7 @@ pub fn run_trial(
             status.status = if o.pruned_at.is_some() { State::Pruned } else { State::Completed };
             status.pruned_at = o.pruned_at;
             status.resumed_from = (o.resumed_from > 0).then_some(o.resumed_from);
+            status.wall_time_s += o.earlier_seconds;
             status.steps = o.steps;
             status.final_metrics = o.final_metrics.into_iter().collect();
             status.best_primary = o.best_primary.is_finite().then_some(o.best_primary);

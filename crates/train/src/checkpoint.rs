@@ -24,6 +24,10 @@ pub struct TrainState {
     pub optim_t: Vec<u64>,
     /// Evaluations so far: (step, metrics).
     pub evals: Vec<(u64, Vec<(String, f64)>)>,
+    /// Wall-clock seconds of training behind `step`, summed over the runs that made them, so a resumed
+    /// trial reports its whole time, not only its last run's. (0 in checkpoints written before it existed.)
+    #[serde(default)]
+    pub seconds: f64,
     #[serde(skip)]
     pub moments: Vec<Vec<Moments>>,
 }

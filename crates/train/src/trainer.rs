@@ -53,6 +53,8 @@ pub struct TrainOutcome {
     pub pruned_at: Option<u64>,
     /// The step a resumed trial continued from (0 for a fresh start).
     pub resumed_from: u64,
+    /// Training seconds of the steps before `resumed_from`, from the checkpoint (0 for a fresh start).
+    pub earlier_seconds: f64,
 }
 
 pub fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
@@ -144,6 +146,7 @@ pub fn train(
         }
     }
     let first = state.step + 1;
+    let earlier_seconds = state.seconds;
     let mut evals = std::mem::take(&mut state.evals);
     let mut pruned_at = None;
     let started = Instant::now();
@@ -278,7 +281,7 @@ pub fn train(
                 }
                 log_images(model, data, binarize, seed, step, log)?;
                 evals.push((step, metrics.clone()));
-                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), moments: vec![] };
+                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), seconds: earlier_seconds + started.elapsed().as_secs_f64(), moments: vec![] };
                 crate::save_checkpoint(varmap, &opts, &st, checkpoint)?;
                 log.flush()?;
                 if at_rung && step < total {
@@ -290,7 +293,7 @@ pub fn train(
                     }
                 }
             } else if spec.checkpoint_every.is_some_and(|k| step % k == 0) {
-                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), moments: vec![] };
+                let st = TrainState { step, optim_t: vec![], evals: evals.clone(), seconds: earlier_seconds + started.elapsed().as_secs_f64(), moments: vec![] };
                 crate::save_checkpoint(varmap, &opts, &st, checkpoint)?;
                 log.flush()?;
             }
@@ -305,7 +308,7 @@ pub fn train(
         .fold(f64::INFINITY, f64::min);
     let done = pruned_at.unwrap_or(total);
     let images_per_sec = (done + 1 - first) as f64 * spec.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok(TrainOutcome { steps: done, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec, pruned_at, resumed_from: first - 1 })
+    Ok(TrainOutcome { steps: done, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec, pruned_at, resumed_from: first - 1, earlier_seconds })
 }
 
 /// Mean of every eval metric over a whole split (test or validation). Noise is seeded by (seed, step) so
