@@ -12,6 +12,13 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Write a spec file `name` with `text` into `dir`.
+fn spec_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
     let mut dirs: Vec<_> = std::fs::read_dir(runs.join(experiment)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     assert_eq!(dirs.len(), 1);
@@ -73,8 +80,7 @@ fn check_files_parse(dir: &Path) -> usize {
 fn killed_sweeps_resume_to_the_same_results() {
     use rand::{Rng, SeedableRng};
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("resumable.yaml");
-    std::fs::write(&spec, RESUMABLE).unwrap();
+    let spec = spec_file(tmp.path(), "resumable.yaml", RESUMABLE);
     let clean = tmp.path().join("clean");
     let t0 = Instant::now();
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", clean.to_str().unwrap()], tmp.path());
@@ -184,14 +190,13 @@ fn killed_sweeps_resume_to_the_same_results() {
 #[test]
 fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("timed.yaml");
-    std::fs::write(
-        &spec,
+    let spec = spec_file(
+        tmp.path(),
+        "timed.yaml",
         "name: timed\nseed: 3\ndata: {kind: ring8, n_train: 2000, n_test: 300}\n\
          model: {kind: vae, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}\n\
          train: {steps: 500, batch_size: 64, eval_every: 250, checkpoint_every: 10}\n",
-    )
-    .unwrap();
+    );
     let runs = tmp.path().join("runs");
     // Killed while writing its 45th checkpoint: the 44th (step 440) is on disk.
     let killed = Command::new(env!("CARGO_BIN_EXE_vaelab"))
@@ -222,9 +227,9 @@ fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
 #[test]
 fn early_stopping_prunes_trials_that_fall_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("asha.yaml");
-    std::fs::write(
-        &spec,
+    let spec = spec_file(
+        tmp.path(),
+        "asha.yaml",
         "name: asha
 data: {kind: ring8, n_train: 2000, n_test: 300}
 model: {kind: vae, latent_dim: 2, hidden: [32], likelihood: gaussian}
@@ -238,8 +243,7 @@ sweep:
   early_stop: {metric: neg_elbo, min_steps: 30, eta: 3}
   jobs: 1
 ",
-    )
-    .unwrap();
+    );
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", "runs"], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let sweep = sweep_dir(&tmp.path().join("runs"), "asha");
@@ -260,8 +264,7 @@ sweep:
 #[test]
 fn a_second_runner_is_refused_and_a_stale_lock_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("lock.yaml");
-    std::fs::write(&spec, "name: lock\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [8], likelihood: gaussian}\ntrain: {steps: 5}\n").unwrap();
+    let spec = spec_file(tmp.path(), "lock.yaml", "name: lock\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [8], likelihood: gaussian}\ntrain: {steps: 5}\n");
     let out = vaelab(&["validate", spec.to_str().unwrap()], tmp.path());
     let sweep_id = text(&out).split("sweep id ").nth(1).unwrap().split(')').next().unwrap().to_string();
     let sweep = tmp.path().join("runs/lock").join(&sweep_id);
@@ -284,12 +287,11 @@ fn a_second_runner_is_refused_and_a_stale_lock_taken_over() {
 #[test]
 fn slurm_script_runs_one_trial_per_array_task() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("arr.yaml");
-    std::fs::write(
-        &spec,
+    let spec = spec_file(
+        tmp.path(),
+        "arr.yaml",
         "name: arr\ndata: {kind: ring8}\nmodel: {kind: vae, likelihood: gaussian}\nsweep:\n  grid: {model.latent_dim: [2, 4, 8]}\n  seeds: [0, 1]\n  slurm: {cpus: 1, mem: 1G, time: '00:10:00', max_parallel: 2}\n",
-    )
-    .unwrap();
+    );
     let out = vaelab(&["slurm", spec.to_str().unwrap()], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("sbatch "), "{}", text(&out));
@@ -309,14 +311,13 @@ fn slurm_array_matches_a_local_run() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("arr.yaml");
-    std::fs::write(
-        &spec,
+    let spec = spec_file(
+        tmp.path(),
+        "arr.yaml",
         "name: arr\ndata: {kind: ring8, n_train: 2000, n_test: 300}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\n\
          train: {steps: 120, batch_size: 64, eval_every: 60}\nsweep:\n  grid: {model.latent_dim: [2, 4]}\n  seeds: [0, 1]\n  \
          slurm: {cpus: 1, mem: 500M, time: '00:05:00', max_parallel: 2}\n",
-    )
-    .unwrap();
+    );
     let out = vaelab(&["slurm", spec.to_str().unwrap(), "--runs-dir", "slurm-runs"], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let sweep = sweep_dir(&tmp.path().join("slurm-runs"), "arr");
@@ -341,8 +342,7 @@ fn slurm_array_matches_a_local_run() {
 #[test]
 fn corrupt_checkpoints_are_detected_and_never_loaded() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("c.yaml");
-    std::fs::write(&spec, "name: c\nseed: 2\ndata: {kind: ring8, n_train: 1000, n_test: 200}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\ntrain: {steps: 100, batch_size: 32, eval_every: 50}\n").unwrap();
+    let spec = spec_file(tmp.path(), "c.yaml", "name: c\nseed: 2\ndata: {kind: ring8, n_train: 1000, n_test: 200}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\ntrain: {steps: 100, batch_size: 32, eval_every: 50}\n");
     let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let sweep = sweep_dir(&tmp.path().join("runs"), "c");
