@@ -4,17 +4,8 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn vaelab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{repo, sweep_dir, text, vaelab, write_spec};
 
 /// A small, fast version of the quickstart: AE and VAE × two latent sizes on procedural dSprites.
 const SMALL: &str = "\
@@ -40,12 +31,6 @@ sweep:
     model.latent_dim: [2, 6]
 ";
 
-fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
-}
-
 fn read(p: &Path) -> DataFrame {
     ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap()
 }
@@ -53,13 +38,6 @@ fn read(p: &Path) -> DataFrame {
 fn strings(df: &DataFrame, name: &str) -> Vec<Option<String>> {
     let ca = df.column(name).unwrap().str().unwrap();
     (0..ca.len()).map(|i| ca.get(i).map(String::from)).collect()
-}
-
-fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
-    let exp = runs.join(experiment);
-    let mut dirs: Vec<_> = std::fs::read_dir(&exp).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    assert_eq!(dirs.len(), 1, "one sweep directory under {}", exp.display());
-    dirs.pop().unwrap()
 }
 
 #[test]

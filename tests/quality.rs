@@ -2,34 +2,14 @@
 //! on 2 cores), so `#[ignore]`d; run them with
 //!     cargo test --release --test quality -- --ignored --nocapture
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn trial_dirs(runs: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    for sweep in std::fs::read_dir(runs).unwrap().flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap()) {
-        let sweep = sweep.unwrap().path();
-        if !sweep.is_dir() {
-            continue;
-        }
-        for t in std::fs::read_dir(&sweep).unwrap() {
-            let t = t.unwrap().path();
-            if t.join("status.yaml").exists() {
-                out.push(t);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+mod common;
+use common::{repo, status, sweep_dir, trials, write_spec};
 
 /// #7: the β-VAE's best setting on procedural dSprites — β 14, 64,000 steps, learning rate decayed to 0 along
 /// a cosine (`experiments/dsprites-beta-64k-cosine.yaml`, its β 14 trials) — reaches a mean MIG of at least
-/// 0.3 over seeds 0–2. ≈ 17 minutes on 2 cores.
+/// 0.3 over seeds 0–2. ≈ 13 minutes on 2 cores.
 #[test]
 #[ignore]
 fn beta_vae_best_setting_reaches_mig_0_3_on_dsprites() {
@@ -37,17 +17,16 @@ fn beta_vae_best_setting_reaches_mig_0_3_on_dsprites() {
     let only_14 = spec.replace("model.beta: [14.0, 12.0]", "model.beta: [14.0]");
     assert_ne!(only_14, spec, "the spec's β grid changed; update this test");
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("dsprites-beta-64k-cosine.yaml");
-    std::fs::write(&path, only_14).unwrap();
+    let path = write_spec(tmp.path(), "dsprites-beta-64k-cosine.yaml", &only_14);
     let runs = tmp.path().join("runs");
-    let status = Command::new(env!("CARGO_BIN_EXE_vaelab"))
+    let run = Command::new(env!("CARGO_BIN_EXE_vaelab"))
         .args(["run", path.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(run.success());
     let mut migs = vec![];
-    for t in trial_dirs(&runs) {
-        let s: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(t.join("status.yaml")).unwrap()).unwrap();
+    for t in trials(&sweep_dir(&runs, "dsprites-beta-64k-cosine")) {
+        let s = status(&t);
         assert_eq!(s["status"], "completed", "{}", t.display());
         assert_eq!(s["steps"].as_u64(), Some(64_000));
         migs.push(s["final_metrics"]["mig"].as_f64().unwrap());

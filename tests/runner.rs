@@ -1,39 +1,11 @@
 //! The sweep runner as users lean on it: killed and resumed, early stopping, locks, Slurm scripts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn vaelab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Write a spec file `name` with `text` into `dir`.
-fn spec_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn sweep_dir(runs: &Path, experiment: &str) -> PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir(runs.join(experiment)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    assert_eq!(dirs.len(), 1);
-    dirs.pop().unwrap()
-}
-
-fn status(trial: &Path) -> serde_yaml::Value {
-    serde_yaml::from_str(&std::fs::read_to_string(trial.join("status.yaml")).unwrap()).unwrap()
-}
-
-fn trials(sweep: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(sweep).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    v.sort();
-    v
-}
+mod common;
+use common::{status, sweep_dir, text, trials, vaelab, write_spec};
 
 /// Three small VAEs on the ring, checkpointing every 10 steps.
 const RESUMABLE: &str = "\
@@ -80,7 +52,7 @@ fn check_files_parse(dir: &Path) -> usize {
 fn killed_sweeps_resume_to_the_same_results() {
     use rand::{Rng, SeedableRng};
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(tmp.path(), "resumable.yaml", RESUMABLE);
+    let spec = write_spec(tmp.path(), "resumable.yaml", RESUMABLE);
     let clean = tmp.path().join("clean");
     let t0 = Instant::now();
     let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", clean.to_str().unwrap()], tmp.path());
@@ -190,7 +162,7 @@ fn killed_sweeps_resume_to_the_same_results() {
 #[test]
 fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(
+    let spec = write_spec(
         tmp.path(),
         "timed.yaml",
         "name: timed\nseed: 3\ndata: {kind: ring8, n_train: 2000, n_test: 300}\n\
@@ -227,7 +199,7 @@ fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
 #[test]
 fn early_stopping_prunes_trials_that_fall_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(
+    let spec = write_spec(
         tmp.path(),
         "asha.yaml",
         "name: asha
@@ -264,7 +236,7 @@ sweep:
 #[test]
 fn a_second_runner_is_refused_and_a_stale_lock_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(tmp.path(), "lock.yaml", "name: lock\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [8], likelihood: gaussian}\ntrain: {steps: 5}\n");
+    let spec = write_spec(tmp.path(), "lock.yaml", "name: lock\ndata: {kind: ring8, n_train: 500, n_test: 100}\nmodel: {kind: vae, hidden: [8], likelihood: gaussian}\ntrain: {steps: 5}\n");
     let out = vaelab(&["validate", spec.to_str().unwrap()], tmp.path());
     let sweep_id = text(&out).split("sweep id ").nth(1).unwrap().split(')').next().unwrap().to_string();
     let sweep = tmp.path().join("runs/lock").join(&sweep_id);
@@ -287,7 +259,7 @@ fn a_second_runner_is_refused_and_a_stale_lock_taken_over() {
 #[test]
 fn slurm_script_runs_one_trial_per_array_task() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(
+    let spec = write_spec(
         tmp.path(),
         "arr.yaml",
         "name: arr\ndata: {kind: ring8}\nmodel: {kind: vae, likelihood: gaussian}\nsweep:\n  grid: {model.latent_dim: [2, 4, 8]}\n  seeds: [0, 1]\n  slurm: {cpus: 1, mem: 1G, time: '00:10:00', max_parallel: 2}\n",
@@ -311,7 +283,7 @@ fn slurm_array_matches_a_local_run() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(
+    let spec = write_spec(
         tmp.path(),
         "arr.yaml",
         "name: arr\ndata: {kind: ring8, n_train: 2000, n_test: 300}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\n\
@@ -342,7 +314,7 @@ fn slurm_array_matches_a_local_run() {
 #[test]
 fn corrupt_checkpoints_are_detected_and_never_loaded() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = spec_file(tmp.path(), "c.yaml", "name: c\nseed: 2\ndata: {kind: ring8, n_train: 1000, n_test: 200}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\ntrain: {steps: 100, batch_size: 32, eval_every: 50}\n");
+    let spec = write_spec(tmp.path(), "c.yaml", "name: c\nseed: 2\ndata: {kind: ring8, n_train: 1000, n_test: 200}\nmodel: {kind: vae, hidden: [32], likelihood: gaussian}\ntrain: {steps: 100, batch_size: 32, eval_every: 50}\n");
     let out = vaelab(&["run", spec.to_str().unwrap()], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let sweep = sweep_dir(&tmp.path().join("runs"), "c");
