@@ -1,15 +1,16 @@
 //! What vaelab writes, read back by the real tools: TensorBoard's own event readers and hparams parsers,
-//! Python Polars and PyArrow. `.ci/run` installs `tensorboard polars pyarrow`; without them these tests fail.
+//! Python Polars and PyArrow, run by `common::python3` (the system `python3` where it has
+//! `scripts/requirements.txt`, as `.ci/run` installs it; otherwise a virtual environment the tests make once).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{text, vaelab};
+use common::{python3, text, vaelab};
 
 fn python(script: &str, arg: &Path) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
-    let out = Command::new("python3").arg(path).arg(arg).output().expect("python3 runs");
+    let out = Command::new(python3()).arg(path).arg(arg).output().expect("python3 runs");
     assert!(out.status.success(), "{script}: {}", text(&out));
     serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
@@ -152,7 +153,7 @@ fn compare_equals_the_python_analysis() {
         let out = vaelab(&args, tmp.path());
         assert!(out.status.success(), "{}", text(&out));
         let ours = String::from_utf8(out.stdout).unwrap();
-        let mut py = Command::new("python3");
+        let mut py = Command::new(python3());
         py.arg(&script).arg(&sweep).arg("--plots").arg(&plots);
         if let Some(m) = metric {
             py.args(["--metric", m]);
@@ -216,7 +217,7 @@ fn checkpoints_load_in_python_and_draw_pictures() {
     let sweep = std::fs::read_dir(tmp.path().join("runs/cvae")).unwrap().next().unwrap().unwrap().path();
     let trial = std::fs::read_dir(&sweep).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
     let ckpt = trial.join("checkpoint.safetensors");
-    let py = Command::new("python3")
+    let py = Command::new(python3())
         .args(["-c", "import json,sys; from safetensors import safe_open\nf=safe_open(sys.argv[1],'np')\nprint(json.dumps({'shapes':{k:list(f.get_tensor(k).shape) for k in f.keys()},'meta':f.metadata()}))"])
         .arg(&ckpt)
         .output()
@@ -290,7 +291,7 @@ train: {steps: 60, batch_size: 32, eval_every: 60}
     // The test split, the first 40 examples; the column layout.
     let out = vaelab(&["encode", t, "--split", "test", "--n", "40", "-o", "test.parquet"], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
-    let cols = Command::new("python3")
+    let cols = Command::new(python3())
         .args(["-c", "import sys, polars as pl; d = pl.read_parquet(sys.argv[1]); print(d.height, ','.join(d.columns))"])
         .arg(tmp.path().join("test.parquet"))
         .output()

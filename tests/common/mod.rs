@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod python;
+pub use python::python3;
+
 pub fn vaelab(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vaelab")).args(args).current_dir(cwd).output().expect("vaelab runs")
 }
