@@ -78,16 +78,17 @@ impl GenerativeModel for FactorVae {
     }
 
     fn loss(&self, phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses> {
-        let p = self.vae.pass(batch, ctx)?;
         if phase == VAE {
+            let p = self.vae.pass(batch, ctx)?;
             let (recon, kl) = (p.recon.mean_all()?, p.kl.mean_all()?);
             let tc = self.logit(&p.z)?.mean_all()?;
             let objective = ((&recon + (&kl * self.kl_beta)?)? + (&tc * self.gamma)?)?;
             let terms = vec![("loss", objective.clone()), ("neg_elbo", (&recon + &kl)?), ("recon", recon), ("kl", kl), ("tc", tc)];
             Ok(Losses { objective, terms })
         } else {
-            // Detached codes: this phase trains only the discriminator.
-            let z = p.z.detach();
+            // Detached codes: this phase trains only the discriminator, so it needs no decoder pass (the same
+            // noise is drawn as a full pass would draw).
+            let z = self.vae.sample_posterior(batch, ctx)?.2.detach();
             let zp = permute_dims(&z, ctx.rng)?;
             let (lz, lp) = (self.logit(&z)?, self.logit(&zp)?);
             let d_loss = ((softplus(&lz.neg()?)?.mean_all()? + softplus(&lp)?.mean_all()?)? * 0.5)?;

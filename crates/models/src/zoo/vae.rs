@@ -102,10 +102,16 @@ impl Vae {
         Ok((h.narrow(D::Minus1, 0, self.latent_dim)?, h.narrow(D::Minus1, self.latent_dim, self.latent_dim)?))
     }
 
-    pub fn pass(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Pass> {
+    /// (μ, log σ², z = μ + σ·ε): the encoder half of `pass`, drawing the same noise from `ctx.rng`.
+    pub fn sample_posterior(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<(Tensor, Tensor, Tensor)> {
         let (mu, logvar) = self.posterior(batch)?;
         let eps = randn(ctx.rng, mu.shape(), mu.device())?;
         let z = (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?;
+        Ok((mu, logvar, z))
+    }
+
+    pub fn pass(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Pass> {
+        let (mu, logvar, z) = self.sample_posterior(batch, ctx)?;
         let out = self.decode_raw(&z, self.labels(batch)?)?;
         let (recon, kl) = (recon_nll(self.likelihood, &out, &batch.x)?, kl_standard_normal(&mu, &logvar)?);
         Ok(Pass { mu, logvar, z, recon, kl })
