@@ -1,9 +1,11 @@
 //! FactorVAE (Kim & Mnih 2018): the ELBO plus γ·TC(z), the total correlation estimated by a discriminator
 //! that tells codes z ~ q(z) from codes whose dimensions were permuted independently across the batch
 //! (samples of Π_d q(z_d)): TC ≈ E[logit D(z)]. The discriminator is an MLP (`model.disc_hidden`, default
-//! 5 × 1000 leaky-ReLU layers as in the paper) with its own optimizer; each step updates the VAE, then the
-//! discriminator on the same batch's codes (as disentanglement_lib does). `model.gamma` is γ (default 10);
-//! `model.kl_beta` weighs the KL term (default 1, the paper's ELBO).
+//! 5 × 1000 leaky-ReLU layers as in the paper) with its own optimizer. Both losses come from one forward
+//! pass (`joint_losses`): the discriminator learns from the very codes the VAE phase sampled, and both
+//! optimizers step from the same parameters — disentanglement_lib's update, and one encoder pass per step
+//! instead of two. `model.gamma` is γ (default 10); `model.kl_beta` weighs the KL term (default 1, the
+//! paper's ELBO).
 
 use super::vae::{KlPenalty, Vae};
 use super::vars_under;
@@ -65,6 +67,27 @@ pub fn permute_dims(z: &Tensor, rng: &mut rand_chacha::ChaCha8Rng) -> Result<Ten
     z.gather(&Tensor::from_vec(idx, (b, d), z.device())?, 0)
 }
 
+impl FactorVae {
+    /// recon + w·KL + γ·TC, TC ≈ E[logit D(z)] on the pass's sampled codes.
+    fn vae_losses(&self, p: &super::vae::Pass) -> Result<Losses> {
+        let (recon, kl) = (p.recon.mean_all()?, p.kl.mean_all()?);
+        let tc = self.logit(&p.z)?.mean_all()?;
+        let objective = ((&recon + (&kl * self.kl_beta)?)? + (&tc * self.gamma)?)?;
+        let terms = vec![("loss", objective.clone()), ("neg_elbo", (&recon + &kl)?), ("recon", recon), ("kl", kl), ("tc", tc)];
+        Ok(Losses { objective, terms })
+    }
+
+    /// The discriminator's logistic loss: codes `z` (detached here) against their dimension-permuted copy.
+    fn disc_losses(&self, z: &Tensor, ctx: &mut ModelCtx) -> Result<Losses> {
+        let z = z.detach();
+        let zp = permute_dims(&z, ctx.rng)?;
+        let (lz, lp) = (self.logit(&z)?, self.logit(&zp)?);
+        let d_loss = ((softplus(&lz.neg()?)?.mean_all()? + softplus(&lp)?.mean_all()?)? * 0.5)?;
+        let acc = ((lz.ge(0.0)?.to_dtype(candle_core::DType::F32)?.mean_all()? + lp.lt(0.0)?.to_dtype(candle_core::DType::F32)?.mean_all()?)? * 0.5)?;
+        Ok(Losses { objective: d_loss.clone(), terms: vec![("d_loss", d_loss), ("d_accuracy", acc)] })
+    }
+}
+
 impl GenerativeModel for FactorVae {
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![
@@ -78,23 +101,20 @@ impl GenerativeModel for FactorVae {
     }
 
     fn loss(&self, phase: usize, batch: &Batch, ctx: &mut ModelCtx) -> Result<Losses> {
+        // Phase by phase (only where a trainer runs them in turn): each phase draws its own codes.
         if phase == VAE {
-            let p = self.vae.pass(batch, ctx)?;
-            let (recon, kl) = (p.recon.mean_all()?, p.kl.mean_all()?);
-            let tc = self.logit(&p.z)?.mean_all()?;
-            let objective = ((&recon + (&kl * self.kl_beta)?)? + (&tc * self.gamma)?)?;
-            let terms = vec![("loss", objective.clone()), ("neg_elbo", (&recon + &kl)?), ("recon", recon), ("kl", kl), ("tc", tc)];
-            Ok(Losses { objective, terms })
+            self.vae_losses(&self.vae.pass(batch, ctx)?)
         } else {
-            // Detached codes: this phase trains only the discriminator, so it needs no decoder pass (the same
-            // noise is drawn as a full pass would draw).
-            let z = self.vae.sample_posterior(batch, ctx)?.2.detach();
-            let zp = permute_dims(&z, ctx.rng)?;
-            let (lz, lp) = (self.logit(&z)?, self.logit(&zp)?);
-            let d_loss = ((softplus(&lz.neg()?)?.mean_all()? + softplus(&lp)?.mean_all()?)? * 0.5)?;
-            let acc = ((lz.ge(0.0)?.to_dtype(candle_core::DType::F32)?.mean_all()? + lp.lt(0.0)?.to_dtype(candle_core::DType::F32)?.mean_all()?)? * 0.5)?;
-            Ok(Losses { objective: d_loss.clone(), terms: vec![("d_loss", d_loss), ("d_accuracy", acc)] })
+            // Detached codes: this phase trains only the discriminator, so it needs no decoder pass.
+            let z = self.vae.sample_posterior(batch, ctx)?.2;
+            self.disc_losses(&z, ctx)
         }
+    }
+
+    fn joint_losses(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Option<Vec<Losses>>> {
+        let p = self.vae.pass(batch, ctx)?;
+        let vae = self.vae_losses(&p)?;
+        Ok(Some(vec![vae, self.disc_losses(&p.z, ctx)?]))
     }
 
     fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>> {
