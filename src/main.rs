@@ -369,7 +369,7 @@ fn main() -> ExitCode {
             Ok((_, plan)) => {
                 out!("{}: {} trials (sweep id {})", plan.experiment, plan.trials.len(), plan.sweep_id);
                 for t in &plan.trials {
-                    let o: Vec<String> = t.overrides.iter().map(|(k, v)| format!("{k}={}", vaelab_runner::plan::value_text(v))).collect();
+                    let o: Vec<String> = t.overrides.iter().map(|(k, v)| format!("{k}={}", vaelab_runner::plan::value_flow(v))).collect();
                     out!("  [{}] {}  {}", t.index, t.id, o.join("  "));
                 }
                 ExitCode::SUCCESS

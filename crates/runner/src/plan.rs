@@ -63,6 +63,20 @@ fn get_mut<'a>(v: &'a mut Value, dotted: &str) -> Option<&'a mut Value> {
     dotted.split('.').try_fold(v, |cur, part| cur.as_mapping_mut()?.get_mut(part))
 }
 
+/// A value as one line for people (tables, `vaelab validate`, HParams): flow style for lists and maps too,
+/// `{tc_discriminator: {lr: 0.0001}}` rather than YAML's indented block.
+pub fn value_flow(v: &Value) -> String {
+    match v {
+        Value::Sequence(items) => format!("[{}]", items.iter().map(value_flow).collect::<Vec<_>>().join(", ")),
+        Value::Mapping(m) => {
+            format!("{{{}}}", m.iter().map(|(k, v)| format!("{}: {}", value_flow(k), value_flow(v))).collect::<Vec<_>>().join(", "))
+        }
+        other => value_text(other),
+    }
+}
+
+/// A value's text in trial ids: fixed, since a sweep's trial ids must not change between releases (a maps's
+/// block-style text is kept for that reason; `value_flow` is the display form).
 pub fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

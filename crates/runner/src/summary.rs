@@ -37,7 +37,7 @@ fn hparam_column(name: &str, vals: &[Option<&Value>]) -> Column {
     } else if all(|v| v.is_bool()) {
         Column::new(name.into(), vals.iter().map(|v| v.and_then(|v| v.as_bool())).collect::<Vec<_>>())
     } else {
-        Column::new(name.into(), vals.iter().map(|v| v.map(crate::plan::value_text)).collect::<Vec<_>>())
+        Column::new(name.into(), vals.iter().map(|v| v.map(crate::plan::value_flow)).collect::<Vec<_>>())
     }
 }
 

@@ -92,7 +92,7 @@ pub fn hvalue(v: &serde_yaml::Value) -> HValue {
     match v {
         serde_yaml::Value::Number(n) => HValue::Num(n.as_f64().unwrap_or(f64::NAN)),
         serde_yaml::Value::Bool(b) => HValue::Bool(*b),
-        other => HValue::Str(crate::plan::value_text(other)),
+        other => HValue::Str(crate::plan::value_flow(other)),
     }
 }
 

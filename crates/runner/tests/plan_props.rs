@@ -103,3 +103,17 @@ fn sweep_ids_survive_new_options() {
     let file = SpecFile::parse(&root, &explicit).unwrap();
     assert_eq!(SweepPlan::expand(&file).unwrap().sweep_id, "sweep-db3c74ed");
 }
+
+/// A map-valued override (`train.groups: {...}`) is shown on one line in flow style, while the trial's id keeps
+/// hashing the text it hashed when such sweeps were first run (here: `dsprites-factor-64k-joint`'s trial 6),
+/// so those sweeps still resume in place.
+#[test]
+fn map_overrides_display_on_one_line_and_keep_their_ids() {
+    let text = "name: p\ndata: {kind: ring8}\nmodel: {kind: factor_vae, likelihood: gaussian}\nsweep:\n  trials:\n    \
+                - {model.gamma: 5.0, train.groups: {tc_discriminator: {lr: 1.0e-4, beta1: 0.5, beta2: 0.9}}}\n";
+    let plan = expand(text);
+    let (key, value) = &plan.trials[0].overrides[1];
+    assert_eq!(key, "train.groups");
+    assert_eq!(vaelab_runner::plan::value_flow(value), "{tc_discriminator: {lr: 0.0001, beta1: 0.5, beta2: 0.9}}");
+    assert_eq!(plan.trials[0].id, "t000-7ebcca");
+}
