@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod python;
+#[allow(unused_imports)] // as dead_code above: not every test file runs Python
 pub use python::python3;
 
 pub fn vaelab(args: &[&str], cwd: &Path) -> Output {
