@@ -306,11 +306,20 @@ fn transposed_conv(x: &[f32], w: &[f32], [b, c, h, wd]: [usize; 4], o: usize) ->
 fn weight_gradient(a: &[f32], cols: &[f32], (m, p, k): (usize, usize, usize), b: usize) -> Vec<f32> {
     use rayon::prelude::*;
     const GROUP: usize = 16;
+    // One gemm per group, its depth the group's n·P, rather than one per image (depth P = 49–196 here): the
+    // group's cols are already one [n·P, K] matrix; its `a_b [M, P]` are copied side by side into [M, n·P].
+    // Per image, each small gemm packed its operands and read and wrote the [M, K] sum again.
     let group = |g: usize| {
-        let mut acc = vec![0f32; m * k];
-        for bi in g * GROUP..((g + 1) * GROUP).min(b) {
-            gemm_into(&mut acc, bi > g * GROUP, (m, k, p), &a[bi * m * p..][..m * p], (p, 1), &cols[bi * p * k..][..p * k], (k, 1));
+        let (lo, hi) = (g * GROUP, ((g + 1) * GROUP).min(b));
+        let depth = (hi - lo) * p;
+        let mut side_by_side = Vec::with_capacity(m * depth);
+        for r in 0..m {
+            for bi in lo..hi {
+                side_by_side.extend_from_slice(&a[(bi * m + r) * p..][..p]);
+            }
         }
+        let mut acc = vec![0f32; m * k];
+        gemm_into(&mut acc, false, (m, k, depth), &side_by_side, (depth, 1), &cols[lo * p * k..hi * p * k], (k, 1));
         acc
     };
     let groups = b.div_ceil(GROUP);
