@@ -148,9 +148,16 @@ fn slice4<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], [usize; 4])> 
 /// step). Each piece is zeroed by the thread that fills it, just before (`vec![0; n]` zeroed the whole output on one thread first: ≈ 30 MB a conv VAE step, 6.5% of its samples in
 /// `memset` at two threads, the other thread waiting).
 pub(crate) fn per_image(n: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    assert!(chunk > 0 && n % chunk == 0, "per_image: {n} floats in pieces of {chunk}");
+    pieces(n, chunk, f)
+}
+
+/// Like [`per_image`], for elementwise maps over `n` floats: pieces of `chunk` (the last one shorter), filled
+/// by `f(i, piece)` — piece `i` starts at float `i · chunk`.
+pub(crate) fn pieces(n: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
     use rayon::prelude::*;
     use std::mem::MaybeUninit;
-    assert!(chunk > 0 && n % chunk == 0, "per_image: {n} floats in pieces of {chunk}");
+    assert!(chunk > 0, "pieces: empty pieces");
     let mut out: Vec<f32> = Vec::with_capacity(n);
     let fill = |i: usize, c: &mut [MaybeUninit<f32>]| {
         c.iter_mut().for_each(|v| {
@@ -160,12 +167,12 @@ pub(crate) fn per_image(n: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + 
         f(i, unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) })
     };
     let spare = &mut out.spare_capacity_mut()[..n];
-    if candle_core::utils::get_num_threads() > 1 {
-        spare.par_chunks_exact_mut(chunk).enumerate().for_each(|(i, c)| fill(i, c));
+    if candle_core::utils::get_num_threads() > 1 && n > chunk {
+        spare.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| fill(i, c));
     } else {
-        spare.chunks_exact_mut(chunk).enumerate().for_each(|(i, c)| fill(i, c));
+        spare.chunks_mut(chunk).enumerate().for_each(|(i, c)| fill(i, c));
     }
-    // SAFETY: n is a multiple of chunk, so the pieces covered all n elements and each was initialised.
+    // SAFETY: the pieces covered all n elements and each was initialised.
     unsafe { out.set_len(n) };
     out
 }

@@ -278,7 +278,25 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let mut statuses = results.into_inner().unwrap();
     statuses.sort_by_key(|s| s.index);
     say(format!("vaelab: {} trials finished in {:.1}s", statuses.len(), started.elapsed().as_secs_f64()));
+    if let Some(line) = time_split_line(&statuses) {
+        say(line);
+    }
     Ok(RunReport { sweep_dir, statuses, table, skipped })
+}
+
+/// Where this run's trials spent their time, summed: training steps, evaluations and the rest (setup, scalar
+/// logs, checkpoints, event and Parquet files), the rest also as a share of the step time.
+fn time_split_line(statuses: &[TrialStatus]) -> Option<String> {
+    let splits: Vec<_> = statuses.iter().filter_map(|s| s.time_split).collect();
+    if splits.is_empty() {
+        return None;
+    }
+    let (steps, eval, other) = splits.iter().fold((0.0, 0.0, 0.0), |a, t| (a.0 + t.steps_s, a.1 + t.eval_s, a.2 + t.other_s));
+    let total = crate::trial::TimeSplit { steps_s: steps, eval_s: eval, other_s: other };
+    Some(format!(
+        "vaelab: trial time {:.1}s in training steps, {:.1}s in evaluations, {:.1}s in the rest (setup, logs, checkpoints, Parquet) = {:.1}% of the step time",
+        steps, eval, other, 100.0 * total.overhead()
+    ))
 }
 
 /// The ASHA rung table shared by the workers of one sweep, persisted in `early_stop.yaml` so a resumed

@@ -72,6 +72,10 @@ pub fn trials_frame(statuses: &[TrialStatus]) -> PolarsResult<DataFrame> {
     cols.push(Column::new("steps".into(), statuses.iter().map(|s| s.steps).collect::<Vec<_>>()));
     cols.push(Column::new("wall_time_s".into(), statuses.iter().map(|s| s.wall_time_s).collect::<Vec<_>>()));
     cols.push(Column::new("images_per_sec".into(), statuses.iter().map(|s| s.images_per_sec).collect::<Vec<_>>()));
+    // Where the last run of each trial spent its time (see TimeSplit).
+    cols.push(Column::new("step_time_s".into(), statuses.iter().map(|s| s.time_split.map(|t| t.steps_s)).collect::<Vec<_>>()));
+    cols.push(Column::new("eval_time_s".into(), statuses.iter().map(|s| s.time_split.map(|t| t.eval_s)).collect::<Vec<_>>()));
+    cols.push(Column::new("other_time_s".into(), statuses.iter().map(|s| s.time_split.map(|t| t.other_s)).collect::<Vec<_>>()));
     cols.push(Column::new("pruned_at".into(), statuses.iter().map(|s| s.pruned_at).collect::<Vec<_>>()));
     cols.push(Column::new("resumed_from".into(), statuses.iter().map(|s| s.resumed_from).collect::<Vec<_>>()));
     cols.push(Column::new("reason".into(), statuses.iter().map(|s| s.reason.clone()).collect::<Vec<_>>()));
@@ -138,7 +142,7 @@ pub fn render_table(df: &DataFrame) -> String {
         .get_column_names()
         .iter()
         .map(|s| s.to_string())
-        .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason" | "resumed_from"))
+        .filter(|c| !matches!(c.as_str(), "index" | "images_per_sec" | "reason" | "resumed_from" | "step_time_s" | "eval_time_s" | "other_time_s"))
         // MIG's per-factor terms (ten columns on dSprites) stay in the Parquet file and TensorBoard.
         .filter(|c| !(c.starts_with("final_mig_gap_") || c.starts_with("final_mig_top_")))
         .filter(|c| c != "pruned_at" || df.column(c).is_ok_and(|col| col.null_count() < col.len()))

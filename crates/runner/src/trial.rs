@@ -51,6 +51,25 @@ pub struct TrialStatus {
     /// Set when this run continued from a checkpoint at that step.
     #[serde(default)]
     pub resumed_from: Option<u64>,
+    /// Where this run's time went (a resumed trial's earlier runs not included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_split: Option<TimeSplit>,
+}
+
+/// A trial run's seconds: the training steps, the evaluations, and the rest — setup, scalar logs,
+/// checkpoints, event and Parquet files — which is what the runner adds to the training itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct TimeSplit {
+    pub steps_s: f64,
+    pub eval_s: f64,
+    pub other_s: f64,
+}
+
+impl TimeSplit {
+    /// The rest as a share of the step time (0.02 = 2%).
+    pub fn overhead(&self) -> f64 {
+        self.other_s / self.steps_s.max(1e-9)
+    }
 }
 
 /// `runs/<experiment>/<sweep-id>/<trial-id>/`.
@@ -129,6 +148,7 @@ pub fn run_trial(
         images_per_sec: None,
         pruned_at: None,
         resumed_from: None,
+        time_split: None,
     };
     let mut note = None;
     // The trial's log outlives the training closure so the session end goes into the same event file.
@@ -201,6 +221,11 @@ pub fn run_trial(
     status.wall_time_s = start.elapsed().as_secs_f64();
     match result {
         Ok(o) => {
+            status.time_split = Some(TimeSplit {
+                steps_s: o.step_seconds,
+                eval_s: o.eval_seconds,
+                other_s: (status.wall_time_s - o.step_seconds - o.eval_seconds).max(0.0),
+            });
             status.status = if o.pruned_at.is_some() { State::Pruned } else { State::Completed };
             status.pruned_at = o.pruned_at;
             status.resumed_from = (o.resumed_from > 0).then_some(o.resumed_from);

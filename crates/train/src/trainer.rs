@@ -55,6 +55,12 @@ pub struct TrainOutcome {
     pub resumed_from: u64,
     /// Training seconds of the steps before `resumed_from`, from the checkpoint (0 for a fresh start).
     pub earlier_seconds: f64,
+    /// Where this run's time went: the training steps themselves (batch wait, forward, backward, update) and
+    /// the evaluations (metrics, validation, image figures). What else the run took — scalar logs, checkpoints,
+    /// flushes of the event and Parquet files — is the bookkeeping's cost, measured in the same process as the
+    /// steps (issue #8's "runner overhead"; comparing against a separate bench run drowned it in run-to-run noise).
+    pub step_seconds: f64,
+    pub eval_seconds: f64,
 }
 
 pub fn make_batch(split: &Split, data: &Dataset, idx: &[usize], binarize: Binarize, rng: &mut ChaCha8Rng, dev: &Device) -> candle_core::Result<Batch> {
@@ -152,6 +158,7 @@ pub fn train(
     let started = Instant::now();
     let mut last_log = (Instant::now(), state.step);
     let mut waited = std::time::Duration::ZERO;
+    let (mut in_steps, mut in_evals) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     // (consecutive, total) batches skipped for a non-finite loss.
     let mut skips = (0u64, 0u64);
 
@@ -246,6 +253,7 @@ pub fn train(
             if !skipped {
                 skips.0 = 0;
             }
+            in_steps += t.elapsed();
             let loss = terms.first().map(|t| t.1 as f64).unwrap_or(f64::NAN);
             progress(Progress { step, total, loss });
             let ep = step as f64 / steps_per_epoch;
@@ -266,6 +274,7 @@ pub fn train(
             }
             let at_rung = control.rungs.contains(&step);
             if step % spec.eval_every == 0 || step == total || at_rung {
+                let eval_started = Instant::now();
                 let mut metrics = evaluate(model, data, &data.test, binarize, spec, seed, step)?;
                 if let Some(extra) = control.extra.as_mut() {
                     metrics.extend(extra(model, step == total)?);
@@ -280,6 +289,7 @@ pub fn train(
                     }
                 }
                 log_images(model, data, binarize, seed, step, log)?;
+                in_evals += eval_started.elapsed();
                 evals.push((step, metrics.clone()));
                 let st = TrainState { step, optim_t: vec![], evals: evals.clone(), seconds: earlier_seconds + started.elapsed().as_secs_f64(), moments: vec![] };
                 crate::save_checkpoint(varmap, &opts, &st, checkpoint)?;
@@ -308,7 +318,7 @@ pub fn train(
         .fold(f64::INFINITY, f64::min);
     let done = pruned_at.unwrap_or(total);
     let images_per_sec = (done + 1 - first) as f64 * spec.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok(TrainOutcome { steps: done, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec, pruned_at, resumed_from: first - 1, earlier_seconds })
+    Ok(TrainOutcome { steps: done, primary_metric: primary, final_metrics, best_primary, evals, images_per_sec, pruned_at, resumed_from: first - 1, earlier_seconds, step_seconds: in_steps.as_secs_f64(), eval_seconds: in_evals.as_secs_f64() })
 }
 
 /// Mean of every eval metric over a whole split (test or validation). Noise is seeded by (seed, step) so
