@@ -11,7 +11,7 @@ import argparse, glob, os, sys
 
 import polars as pl
 
-BOOKKEEPING = {"trial_id", "index", "status", "steps", "wall_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"}
+BOOKKEEPING = {"trial_id", "index", "status", "steps", "wall_time_s", "step_time_s", "eval_time_s", "other_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"}
 
 
 HIGHER_IS_BETTER = {"mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "beta_vae_score",

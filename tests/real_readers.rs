@@ -91,6 +91,8 @@ fn polars_and_pyarrow_read_every_parquet_file_with_the_documented_types() {
                 ("best_neg_elbo", "Float64"),
                 ("steps", "UInt64"),
                 ("wall_time_s", "Float64"),
+                ("step_time_s", "Float64"),
+                ("other_time_s", "Float64"),
                 ("images_per_sec", "Float64"),
                 ("reason", "String"),
             ]

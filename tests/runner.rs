@@ -196,6 +196,40 @@ fn a_resumed_trial_counts_the_time_of_its_earlier_runs() {
     assert!(wall > earlier, "wall_time_s {wall} leaves out the {earlier} s before step 440");
 }
 
+/// A trial's time split (status.yaml `time_split`) puts checkpoint writing in "the rest", not in the steps:
+/// the trial that checkpoints every step spends far more there than the one that checkpoints once, and the
+/// three parts add up to the trial's wall time. The sweep's last line reports the rest as a share of the steps.
+#[test]
+fn the_time_split_charges_checkpoints_to_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        tmp.path(),
+        "split.yaml",
+        "name: split\nseed: 3\ndata: {kind: ring8, n_train: 2000, n_test: 300}\n\
+         model: {kind: vae, latent_dim: 2, hidden: [64, 64], likelihood: gaussian}\n\
+         train: {steps: 300, batch_size: 64, eval_every: 300}\n\
+         sweep: {grid: {train.checkpoint_every: [1, 1000]}, jobs: 1}\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("in training steps"), "{}", text(&out));
+    let mut other = vec![];
+    for trial in trials(&sweep_dir(&runs, "split")) {
+        let s = status(&trial);
+        let t = &s["time_split"];
+        let (steps, eval, rest) = (t["steps_s"].as_f64().unwrap(), t["eval_s"].as_f64().unwrap(), t["other_s"].as_f64().unwrap());
+        let wall = s["wall_time_s"].as_f64().unwrap();
+        assert!(steps > 0.0 && eval > 0.0 && rest > 0.0, "{t:?}");
+        assert!((steps + eval + rest - wall).abs() < 1e-6 * wall.max(1.0), "{steps} + {eval} + {rest} vs wall {wall}");
+        other.push((s["hparams"]["train.checkpoint_every"].as_u64().unwrap(), rest));
+    }
+    other.sort_by_key(|o| o.0);
+    assert_eq!(other.len(), 2);
+    // 300 checkpoints against one: the writes land in the rest.
+    assert!(other[0].1 > 3.0 * other[1].1, "checkpoint every step: {:.3} s, once: {:.3} s", other[0].1, other[1].1);
+}
+
 #[test]
 fn early_stopping_prunes_trials_that_fall_behind() {
     let tmp = tempfile::tempdir().unwrap();

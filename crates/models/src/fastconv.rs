@@ -291,19 +291,59 @@ fn gemm_into(dst: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize)
     }
 }
 
+/// Images per gemm in the forward and input-gradient products: enough that a group has ≈ 256 output pixels.
+/// One gemm per image packed the weights anew for every image — on the 7×7 layers a 64 × 512 weight for a
+/// 49 × 512 image, so packing the weight cost more than packing the image; a group packs it once. The 14×14
+/// and 28×28 layers (P ≥ 196, weights of 32 × 16) stay one image per gemm.
+fn images_per_gemm(p: usize) -> usize {
+    (256 / p).max(1)
+}
+
 /// Per image, `y_b [O, P] = W [O, K] · cols_bᵀ` with `cols_b [P, K]`: a convolution's output from its im2col.
+/// A group's images are one gemm, `[n·P, K] · Wᵀ` (their cols are consecutive rows), transposed into place.
 fn weight_times_cols(w: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), b: usize) -> Vec<f32> {
-    per_image(b * o * p, o * p, |bi, yb| gemm_into(yb, false, (o, p, k), w, (k, 1), &cols[bi * p * k..][..p * k], (1, k)))
+    let g = images_per_gemm(p);
+    pieces(b * o * p, g * o * p, |gi, out| {
+        let (lo, n) = (gi * g, out.len() / (o * p));
+        if n == 1 {
+            return gemm_into(out, false, (o, p, k), w, (k, 1), &cols[lo * p * k..][..p * k], (1, k));
+        }
+        with_scratch(n * p * o, |yt| {
+            gemm_into(yt, false, (n * p, o, k), &cols[lo * p * k..][..n * p * k], (k, 1), w, (1, k));
+            for (yb, ytb) in out.chunks_exact_mut(o * p).zip(yt.chunks_exact(p * o)) {
+                for (oi, row) in yb.chunks_exact_mut(p).enumerate() {
+                    row.iter_mut().enumerate().for_each(|(pi, v)| *v = ytb[pi * o + oi]);
+                }
+            }
+        })
+    })
 }
 
 /// Per image, `col2im(x_bᵀ · W)` with `x_b [C, P]`, `W [C, O·16]`: a transposed convolution's output (and a
-/// convolution's input gradient) for `[B, C, h, w] → [B, O, 2h, 2w]`.
+/// convolution's input gradient) for `[B, C, h, w] → [B, O, 2h, 2w]`. A group's images are one gemm: their
+/// `x_bᵀ` gathered one under the other into `[n·P, C]`, times W.
 fn transposed_conv(x: &[f32], w: &[f32], [b, c, h, wd]: [usize; 4], o: usize) -> Vec<f32> {
-    let (p, k) = (h * wd, o * 16);
-    per_image(b * o * 4 * p, o * 4 * p, |bi, yb| {
-        with_scratch(p * k, |cols| {
-            gemm_into(cols, false, (p, k, c), &x[bi * c * p..][..c * p], (1, p), w, (k, 1));
-            col2im_image(cols, [o, 2 * h, 2 * wd], yb);
+    let (p, k, img) = (h * wd, o * 16, o * 4 * h * wd);
+    let g = images_per_gemm(p);
+    pieces(b * img, g * img, |gi, out| {
+        let (lo, n) = (gi * g, out.len() / img);
+        with_scratch(n * p * (c + k), |scratch| {
+            let (xt, cols) = scratch.split_at_mut(n * p * c);
+            if n == 1 {
+                // One image: the gemm reads x_bᵀ through its strides, no gather.
+                gemm_into(cols, false, (p, k, c), &x[lo * c * p..][..c * p], (1, p), w, (k, 1));
+            } else {
+                for (bi, rows) in xt.chunks_exact_mut(p * c).enumerate() {
+                    let xb = &x[(lo + bi) * c * p..][..c * p];
+                    for (pi, row) in rows.chunks_exact_mut(c).enumerate() {
+                        row.iter_mut().enumerate().for_each(|(ci, v)| *v = xb[ci * p + pi]);
+                    }
+                }
+                gemm_into(cols, false, (n * p, k, c), xt, (c, 1), w, (k, 1));
+            }
+            for (yb, cb) in out.chunks_exact_mut(img).zip(cols.chunks_exact(p * k)) {
+                col2im_image(cb, [o, 2 * h, 2 * wd], yb);
+            }
         })
     })
 }

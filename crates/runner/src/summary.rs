@@ -119,7 +119,7 @@ fn write_hparams_experiment(sweep_dir: &Path, statuses: &[TrialStatus]) -> anyho
 }
 
 /// The columns `trials_frame` writes besides the hyperparameters and the `final_*` / `best_*` metrics.
-const TRIAL_COLUMNS: &[&str] = &["trial_id", "index", "status", "steps", "wall_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"];
+const TRIAL_COLUMNS: &[&str] = &["trial_id", "index", "status", "steps", "wall_time_s", "step_time_s", "eval_time_s", "other_time_s", "images_per_sec", "pruned_at", "resumed_from", "reason"];
 
 /// Whether a column of trials.parquet is a swept hyperparameter.
 pub fn is_hparam_column(c: &str) -> bool {
