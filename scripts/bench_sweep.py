@@ -15,7 +15,8 @@ import json, os, subprocess, sys, tempfile, time
 import yaml
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-vaelab = os.path.join(root, "target", "release", "vaelab")
+# VAELAB_BIN: a copy of the binary, so that a rebuild during the run does not change what is measured.
+vaelab = os.environ.get("VAELAB_BIN") or os.path.join(root, "target", "release", "vaelab")
 spec = os.path.join(root, "experiments", "bench-sweep.yaml")
 cores = os.cpu_count()
 data = os.path.join(os.environ.get("VAELAB_DATA", "data"), "mnist")
