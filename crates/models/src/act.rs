@@ -8,8 +8,10 @@ use crate::dense::contiguous_f32;
 use crate::fastconv::pieces_uninit;
 
 /// Floats per piece on candle's kernel threads: a conv VAE's activations (0.4–0.8 M floats at batch 128) ran
-/// these maps on one thread while the other waited (perf: ≈ 5% of a two-thread step); small ones stay serial.
-const PIECE: usize = 1 << 15;
+/// these maps on one thread while the other waited (perf: ≈ 5% of a two-thread step). Up to one piece (64 Ki
+/// floats: the MLP's [128, 400] at batch 128) stays on the calling thread — tens of µs of work, where waking a
+/// pool thread would cost about as much.
+const PIECE: usize = 1 << 16;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// max(x, 0).

@@ -10,7 +10,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn relu_and_leaky_relu_equal_candles() {
     let dev = Device::Cpu;
-    // The second shape is large enough to be split over threads (blocks of 32k values).
+    // The second shape is large enough to be split over threads (blocks of 64k values; 401,408 is not a multiple).
     for (shape, slope) in [((4, 3, 5, 5), 0.0), ((4, 3, 5, 5), 0.2), ((64, 32, 14, 14), 0.0), ((64, 32, 14, 14), 0.2)] {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, shape, &dev).unwrap()).unwrap();
         let r = Tensor::randn(0f32, 1f32, shape, &dev).unwrap();
