@@ -112,6 +112,9 @@ enum Command {
         /// Kernel threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Split each batch into this many data-parallel shards, each on its own thread (`train.shards`).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
         /// Directory of the MNIST IDX files.
         #[arg(long, default_value = "${VAELAB_DATA:-data}/mnist")]
         data: String,
@@ -265,12 +268,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { model, batch, steps, warmup, threads, data } => {
+        Command::Bench { model, batch, steps, warmup, threads, shards, data } => {
             if let Some(t) = threads {
                 // Before candle's first kernel: its thread pool reads this once.
                 std::env::set_var("RAYON_NUM_THREADS", t.to_string());
             }
-            let result = vaelab_runner::bench::RefModel::parse(&model).and_then(|m| vaelab_runner::bench::run(m, batch, steps, warmup, &data, 0));
+            let result = vaelab_runner::bench::RefModel::parse(&model).and_then(|m| vaelab_runner::bench::run(m, batch, steps, warmup, shards, &data, 0));
             match result {
                 Ok(r) => {
                     out!("{}", serde_json::to_string(&r).unwrap_or_default());

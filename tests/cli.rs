@@ -466,3 +466,37 @@ fn a_parameter_group_gets_its_own_learning_rate() {
         .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("status.yaml")).ok()).collect::<String>();
     assert!(all.contains("train.groups.discriminator") && all.contains("tc_discriminator"), "{all}");
 }
+
+/// `train.shards: 2` (data parallelism inside a trial) gives the same numbers whether the shards run on two
+/// kernel threads at once (`--jobs 1`) or one after the other (`--jobs 2`: one thread per trial); an AE, which
+/// draws no noise, matches its unsharded run up to float rounding; a model whose objective couples the batch
+/// is refused with the key named.
+#[test]
+fn sharded_trials_match_across_thread_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = SMALL.replace("steps: 60", "steps: 20").replace("  batch_size: 32\n", "  batch_size: 32\n  shards: 2\n");
+    let spec = write_spec(tmp.path(), "small.yaml", &body);
+    let finals = |spec: &Path, runs: &str, jobs: &str| {
+        let out = vaelab(&["run", spec.to_str().unwrap(), "--runs-dir", runs, "--jobs", jobs], tmp.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let df = read(&sweep_dir(&tmp.path().join(runs), "small").join("trials.parquet"));
+        let cols: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).filter(|c| c.starts_with("final_") || c == "model.kind" || c == "model.latent_dim").collect();
+        df.select(cols).unwrap().sort(["model.kind", "model.latent_dim"], Default::default()).unwrap()
+    };
+    let (a, b) = (finals(&spec, "runs_a", "1"), finals(&spec, "runs_b", "2"));
+    assert!(a.equals_missing(&b), "two threads:\n{a}\none thread:\n{b}");
+
+    let whole = write_spec(tmp.path(), "whole.yaml", &body.replace("  shards: 2\n", ""));
+    let c = finals(&whole, "runs_c", "2");
+    let recon = |df: &DataFrame| -> Vec<f64> { df.column("final_recon").unwrap().f64().unwrap().into_no_null_iter().collect() };
+    let kinds = strings(&a, "model.kind");
+    for (i, (x, y)) in recon(&a).iter().zip(recon(&c)).enumerate().filter(|(i, _)| kinds[*i].as_deref() == Some("ae")) {
+        assert!((x - y).abs() < 1e-3 * y.abs(), "AE trial {i}: sharded recon {x} vs whole-batch {y}");
+        assert_ne!(*x, 0.0);
+    }
+
+    let factor = write_spec(tmp.path(), "factor.yaml", &body.replace("    model.kind: [ae, vae]", "    model.kind: [factor_vae]"));
+    let out = vaelab(&["run", factor.to_str().unwrap(), "--runs-dir", "runs_d"], tmp.path());
+    assert!(!out.status.success(), "a sweep whose trials all fail exits non-zero: {}", text(&out));
+    assert!(text(&out).contains("train.shards: 2 needs a model whose objective is a mean of per-example terms"), "the refusal names the key: {}", text(&out));
+}

@@ -44,7 +44,7 @@ pub struct Losses {
     pub terms: Vec<(&'static str, Tensor)>,
 }
 
-pub trait GenerativeModel: Send {
+pub trait GenerativeModel: Send + Sync {
     /// Parameter groups, each with its own optimizer. Most models have one.
     fn param_groups(&self) -> Vec<ParamGroup>;
 
@@ -68,6 +68,14 @@ pub trait GenerativeModel: Send {
     /// pass through `loss`. Only used when every phase has `repeats: 1`.
     fn joint_losses(&self, _batch: &Batch, _ctx: &mut ModelCtx) -> Result<Option<Vec<Losses>>> {
         Ok(None)
+    }
+
+    /// Whether the objective (one phase, no joint losses) is the batch mean of per-example terms that never see
+    /// the other examples: no batch statistics, no pairs across the batch, no |mean − C|. Then a batch's gradient
+    /// is the size-weighted sum of its shards' gradients, and the trainer may compute shards on separate threads
+    /// (`train.shards`). Default: false.
+    fn per_example_objective(&self) -> bool {
+        false
     }
 
     /// Evaluation metrics per example, shape `[B]` each; the trainer averages them over the test split.

@@ -49,6 +49,8 @@ pub struct BenchResult {
     pub model: &'static str,
     pub batch: usize,
     pub threads: usize,
+    /// Data-parallel shards per batch (`train.shards`; 1: none).
+    pub shards: usize,
     pub steps: usize,
     pub images_per_sec: f64,
     pub step_ms_p50: f64,
@@ -60,7 +62,7 @@ pub struct BenchResult {
 
 /// Train `model` for `warmup + steps` steps at `batch` on MNIST from `data_dir` (binarized afresh per batch)
 /// and time the last `steps`. Threads are candle's (`RAYON_NUM_THREADS`, set by the caller before any work).
-pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, data_dir: &str, seed: u64) -> Result<BenchResult> {
+pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: usize, data_dir: &str, seed: u64) -> Result<BenchResult> {
     let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
     let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
     let varmap = candle_nn::VarMap::new();
@@ -76,10 +78,16 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, data_dir:
         let t = Instant::now();
         let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
         let b = make_batch(&data.train, &data, &idx, Binarize::Dynamic, &mut rng, &dev)?;
-        let losses = net.loss(0, &b, &mut ModelCtx { rng: &mut rng, step: step as u64 + 1 })?;
-        opts[0].backward_step(&losses.objective)?;
-        // Reading the loss back is what a training loop does (and PyTorch's `loss.item()` in the peer).
-        let _ = losses.objective.to_scalar::<f32>()?;
+        if shards > 1 {
+            let vars = &net.param_groups()[0].vars;
+            let s = vaelab_train::shards::sharded_loss(&*net, 0, &b, shards, vars, &mut rng, step as u64 + 1)?;
+            opts[0].step(&s.grads)?;
+        } else {
+            let losses = net.loss(0, &b, &mut ModelCtx { rng: &mut rng, step: step as u64 + 1 })?;
+            opts[0].backward_step(&losses.objective)?;
+            // Reading the loss back is what a training loop does (and PyTorch's `loss.item()` in the peer).
+            let _ = losses.objective.to_scalar::<f32>()?;
+        }
         if step >= warmup {
             times.push(t.elapsed().as_secs_f64());
         }
@@ -92,6 +100,7 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, data_dir:
         model: model.name(),
         batch,
         threads: candle_core::utils::get_num_threads(),
+        shards,
         steps,
         images_per_sec: (steps * batch) as f64 / total,
         step_ms_p50: pct(0.5),

@@ -46,6 +46,16 @@ pub struct TrainSpec {
     /// rates. `lr_decay` scales every group's rate alike.
     #[serde(default)]
     pub groups: std::collections::BTreeMap<String, GroupOptim>,
+    /// Split every batch into this many shards whose losses and gradients are computed on separate kernel
+    /// threads and summed (data parallelism inside one trial; see `shards.rs`). For models whose objective is a
+    /// per-example mean (AE, VAE, β-VAE without capacity, CVAE, IWAE). The same spec gives the same numbers on
+    /// any number of threads; different `shards` values differ in float rounding only.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Deserialize, serde::Serialize)]
@@ -146,6 +156,9 @@ impl TrainSpec {
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             bail!("train.steps / train.epochs: must train for at least one step");
+        }
+        if self.shards == 0 || self.shards > self.batch_size {
+            bail!("train.shards: must be between 1 and batch_size ({}), got {}", self.batch_size, self.shards);
         }
         if self.checkpoint_every == Some(0) {
             bail!("train.checkpoint_every: must be at least 1");

@@ -144,6 +144,14 @@ pub fn train(
         })
         .collect();
     let phases = model.phases();
+    if spec.shards > 1 && !(model.per_example_objective() && phases.iter().all(|p| p.repeats == 1)) {
+        return Err(anyhow::anyhow!(
+            "train.shards: {} needs a model whose objective is a mean of per-example terms (ae, vae, beta_vae without capacity, cvae, iwae); this model's objective couples the examples of a batch — use train.shards: 1",
+            spec.shards
+        )
+        .into());
+    }
+    let group_vars: Vec<Vec<candle_core::Var>> = groups.iter().map(|g| g.vars.clone()).collect();
 
     let mut state = control.resume.take().unwrap_or_default();
     if !state.moments.is_empty() {
@@ -234,6 +242,19 @@ pub fn train(
                 'phases: for (pi, phase) in phases.iter().enumerate() {
                     let mut last = vec![];
                     for _ in 0..phase.repeats {
+                        if spec.shards > 1 {
+                            // Data-parallel: per_example_objective was checked before the first step.
+                            let vars = &group_vars[phase.group];
+                            let s = crate::shards::sharded_loss(model, pi, &batch, spec.shards, vars, &mut noise_rng, step)?;
+                            if !s.objective.is_finite() {
+                                bad_batch(step)?;
+                                skipped = true;
+                                break 'phases;
+                            }
+                            opts[phase.group].step(&s.grads)?;
+                            terms.extend(s.terms);
+                            continue;
+                        }
                         let mut ctx = ModelCtx { rng: &mut noise_rng, step };
                         let losses = model.loss(pi, &batch, &mut ctx)?;
                         let value = losses.objective.to_scalar::<f32>()?;

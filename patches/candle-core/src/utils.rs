@@ -416,9 +416,29 @@ fn candle_num_threads() -> usize {
         .unwrap_or_else(rayon_num_threads)
 }
 
+thread_local! {
+    // vaelab patch: a per-thread kernel thread count set by `with_num_threads` (0: none set).
+    static NUM_THREADS_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// vaelab patch: run `f` with `get_num_threads()` returning `n` on this thread, so that work already split
+/// over threads by the caller (e.g. a batch's shards, one per thread) runs each part's kernels on one thread.
+pub fn with_num_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NUM_THREADS_HERE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NUM_THREADS_HERE.with(|c| c.replace(n)));
+    f()
+}
+
 pub fn get_num_threads() -> usize {
-    // Respond to the same environment variable as rayon.
-    rayon_num_threads()
+    match NUM_THREADS_HERE.with(|c| c.get()) {
+        0 => rayon_num_threads(), // Respond to the same environment variable as rayon.
+        n => n,
+    }
 }
 
 /// On Apple Silicon: P-core count via `hw.perflevel0.logicalcpu`.

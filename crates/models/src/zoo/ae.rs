@@ -42,6 +42,10 @@ impl GenerativeModel for Ae {
         Ok(Losses { objective: recon.clone(), terms: vec![("recon", recon)] })
     }
 
+    fn per_example_objective(&self) -> bool {
+        true
+    }
+
     fn eval(&self, batch: &Batch, _ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>> {
         Ok(vec![("recon", self.recon(&batch.x)?)])
     }

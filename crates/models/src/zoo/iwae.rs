@@ -18,6 +18,9 @@ pub fn build(spec: &ModelSpec, data: &DataInfo, varmap: &VarMap, vb: VarBuilder)
 }
 
 impl Regularizer for IwaeBound {
+    fn per_example(&self) -> bool {
+        true // each example's bound uses only its own k samples
+    }
     fn objective(&self, vae: &Vae, batch: &Batch, p: &Pass, kl_weight: f64, ctx: &mut ModelCtx) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
         if self.k == 1 {
             // k = 1 is the ELBO; the analytic KL has less variance than the one-sample estimate.

@@ -29,6 +29,12 @@ pub trait Regularizer: Send + Sync {
     /// The training objective (a scalar, batch mean) and the named terms to log besides `loss`, `neg_elbo`,
     /// `recon` and `kl`. `kl_weight` is the KL warm-up's factor at this step (1 without warm-up).
     fn objective(&self, vae: &Vae, batch: &Batch, pass: &Pass, kl_weight: f64, ctx: &mut ModelCtx) -> Result<(Tensor, Vec<(&'static str, Tensor)>)>;
+
+    /// Whether the objective is a batch mean of per-example terms ([`GenerativeModel::per_example_objective`]).
+    /// Default: false (β-TCVAE's and WAE's estimates pair examples, DIP-VAE's uses the batch covariance).
+    fn per_example(&self) -> bool {
+        false
+    }
 }
 
 pub struct Vae {
@@ -60,6 +66,10 @@ pub struct Pass {
 }
 
 impl Regularizer for KlPenalty {
+    fn per_example(&self) -> bool {
+        // |mean KL − C| is not a mean of per-example terms.
+        matches!(self, KlPenalty::Beta(_))
+    }
     fn objective(&self, _vae: &Vae, _batch: &Batch, pass: &Pass, kl_weight: f64, ctx: &mut ModelCtx) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
         let (recon, kl) = (pass.recon.mean_all()?, pass.kl.mean_all()?);
         match self {
@@ -151,6 +161,10 @@ impl GenerativeModel for Vae {
             all.push(("kl_weight", Tensor::new(warm as f32, objective.device())?));
         }
         Ok(Losses { objective, terms: all })
+    }
+
+    fn per_example_objective(&self) -> bool {
+        self.regularizer.per_example()
     }
 
     fn eval(&self, batch: &Batch, ctx: &mut ModelCtx) -> Result<Vec<(&'static str, Tensor)>> {
