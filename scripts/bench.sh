@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # vaelab vs PyTorch on the same work (issue #8): the reference MLP and conv VAEs at batch 128 and 1024, same
 # MNIST data, same thread count, one after the other, alternating, ROUNDS rounds; then the table.
-#   scripts/bench.sh [ROUNDS]        (env: THREADS, default all cores; STEPS, default 50; VAELAB_DATA)
+#   scripts/bench.sh [ROUNDS]        (env: THREADS, default all cores; STEPS, default 50; VAELAB_DATA;
+#                                     SHARDS, vaelab's shard counts to measure, default "1 2")
 # Installs torch (PyPI) into .venv-peer on first use. Run it on an idle machine: it measures, it asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 threads="${THREADS:-$(nproc)}"
 steps="${STEPS:-50}"
+shards="${SHARDS:-1 2}"
 data="${VAELAB_DATA:-data}/mnist"
 if ! .venv-peer/bin/python -c "import torch, numpy" 2>/dev/null; then
   python3 -m venv .venv-peer
@@ -20,9 +22,9 @@ for round in $(seq 1 "$rounds"); do
   for model in mlp conv; do
     for batch in 128 1024; do
       # Alternate which side goes first, so drift in machine load hits both alike.
-      vaelab=(target/release/vaelab bench --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --data "$data")
-      peer=(.venv-peer/bin/python scripts/peer/bench.py --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --data "$data")
-      if (( round % 2 )); then "${vaelab[@]}" >> "$out"; "${peer[@]}" >> "$out"; else "${peer[@]}" >> "$out"; "${vaelab[@]}" >> "$out"; fi
+      vaelab() { for s in $shards; do target/release/vaelab bench --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --shards "$s" --data "$data" >> "$out"; done; }
+      peer() { .venv-peer/bin/python scripts/peer/bench.py --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --data "$data" >> "$out"; }
+      if (( round % 2 )); then vaelab; peer; else peer; vaelab; fi
     done
   done
   echo "round $round/$rounds done" >&2

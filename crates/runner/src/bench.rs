@@ -79,9 +79,8 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
         let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
         let b = make_batch(&data.train, &data, &idx, Binarize::Dynamic, &mut rng, &dev)?;
         if shards > 1 {
-            let vars = &net.param_groups()[0].vars;
-            let s = vaelab_train::shards::sharded_loss(&*net, 0, &b, shards, vars, &mut rng, step as u64 + 1)?;
-            opts[0].step(&s.grads)?;
+            let s = vaelab_train::shards::sharded_loss(&*net, 0, &b, shards, &mut rng, step as u64 + 1)?;
+            opts[0].step_sum(&s.grads)?;
         } else {
             let losses = net.loss(0, &b, &mut ModelCtx { rng: &mut rng, step: step as u64 + 1 })?;
             opts[0].backward_step(&losses.objective)?;

@@ -40,19 +40,9 @@ struct Update<'a> {
     eps_t: f32,
 }
 
-impl candle_core::InplaceOp2 for Update<'_> {
-    fn name(&self) -> &'static str {
-        "fused-adam"
-    }
-
-    fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
-        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
-            candle_core::bail!("fused Adam handles f32 parameters only");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (pl.contiguous_offsets(), gl.contiguous_offsets()) else {
-            candle_core::bail!("fused Adam needs contiguous parameters and gradients");
-        };
-        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+impl Update<'_> {
+    /// θ, m, v ← one Adam step with gradient `g` (the sum of a batch's shard gradients, element by element).
+    fn apply(&self, p: &mut [f32], g: impl Iterator<Item = f32>) {
         let mut st = self.moments.lock().expect("moments lock");
         let Moments { m, v } = &mut *st;
         if m.len() != p.len() {
@@ -62,7 +52,7 @@ impl candle_core::InplaceOp2 for Update<'_> {
         let (b1, b2) = (self.beta1, self.beta2);
         // Zipped slices, no indexing: the loop compiles to packed SIMD (with bounds checks it did not, and the
         // update was 14% of an MLP VAE step — perf).
-        for (((p, &gi), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        for (((p, gi), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let mi = b1 * *m + (1.0 - b1) * gi;
             let vi = b2 * *v + (1.0 - b2) * gi * gi;
             *m = mi;
@@ -71,6 +61,46 @@ impl candle_core::InplaceOp2 for Update<'_> {
             // same update as m̂ / (√v̂ + ε) without dividing every element twice.
             *p -= self.lr_t * mi / (vi.sqrt() + self.eps_t);
         }
+    }
+}
+
+/// A contiguous f32 slice of a parameter or gradient.
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("fused Adam handles f32 {what} only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("fused Adam needs contiguous {what}") };
+    Ok(&v[a..b])
+}
+
+fn f32s_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("fused Adam handles f32 parameters only") };
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("fused Adam needs contiguous parameters") };
+    Ok(&mut v[a..b])
+}
+
+impl candle_core::InplaceOp2 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adam"
+    }
+
+    fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
+        let (p, g) = (f32s_mut(p, pl)?, f32s(g, gl, "gradients")?);
+        self.apply(p, g.iter().copied());
+        Ok(())
+    }
+}
+
+/// The update from two shards' gradients, summed as it reads them (no summed gradient written first).
+impl candle_core::InplaceOp3 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adam-sum"
+    }
+
+    fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout, h: &CpuStorage, hl: &Layout) -> Result<()> {
+        let (p, g, h) = (f32s_mut(p, pl)?, f32s(g, gl, "gradients")?, f32s(h, hl, "gradients")?);
+        if g.len() != p.len() || h.len() != p.len() {
+            candle_core::bail!("fused Adam: gradients of {} and {} for a parameter of {}", g.len(), h.len(), p.len());
+        }
+        self.apply(p, g.iter().zip(h).map(|(a, b)| a + b));
         Ok(())
     }
 }
@@ -92,18 +122,41 @@ impl Adam {
     }
 
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step_sum(std::slice::from_ref(grads))
+    }
+
+    /// One update from the sum of several gradient stores (a batch's shards, `train.shards`), added in the
+    /// order given. Parameters are updated in parallel on candle's kernel threads when it has several: each
+    /// update reads and writes only its own parameter and moments, so the result does not depend on it (the
+    /// serial loop over parameters was the part of a sharded step that ran on one thread).
+    pub fn step_sum(&mut self, grads: &[GradStore]) -> Result<()> {
         self.t += 1;
         let c = self.config;
         let (bc1, bc2) = (1.0 - c.beta1.powi(self.t as i32), 1.0 - c.beta2.powi(self.t as i32));
         let lr_t = (c.lr * bc2.sqrt() / bc1) as f32;
         let eps_t = (c.eps * bc2.sqrt()) as f32;
-        for (var, moments) in &self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
-            let g = g.contiguous()?;
+        let one = |(var, moments): &(Var, Mutex<Moments>)| -> Result<()> {
+            let parts: Vec<&Tensor> = grads.iter().filter_map(|g| g.get(var.as_tensor())).collect();
             let update = Update { moments, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
-            var.as_tensor().inplace_op2(&g, &update)?;
+            match parts.as_slice() {
+                [] => Ok(()),
+                [g] => var.as_tensor().inplace_op2(&g.contiguous()?, &update),
+                [first @ .., last] => {
+                    // All but the last summed in order, the last added inside the update: ((g0 + g1) + …) + gn.
+                    let mut sum = first[0].contiguous()?;
+                    for g in &first[1..] {
+                        sum = (sum + *g)?;
+                    }
+                    var.as_tensor().inplace_op3(&sum, &last.contiguous()?, &update)
+                }
+            }
+        };
+        if candle_core::utils::get_num_threads() > 1 {
+            use rayon::prelude::*;
+            self.vars.par_iter().try_for_each(one)
+        } else {
+            self.vars.iter().try_for_each(one)
         }
-        Ok(())
     }
 
     /// The parameters this optimizer updates, with their moments (for checkpoints).

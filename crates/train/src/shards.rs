@@ -1,9 +1,11 @@
 //! Data parallelism inside one trial: a batch split into shards, each shard's loss and gradients computed on its
 //! own thread with single-threaded kernels, the gradients summed in shard order.
 //!
-//! Why: at two threads every op of a step split its work over both threads and joined them again — hundreds of
-//! fork/joins a step, each a wake-up (perf: 5–11% of a two-thread step in the scheduler) and a wait for the
-//! slower half. Shards join once a step. Conv VAE batch 128, two threads, alternating runs: 4,813 → 5,318 img/s.
+//! Why: at two threads every op of a step split its work over both threads and joined them again — dozens of
+//! fork/joins a step, each a wake-up (perf: 5–11% of a two-thread MLP step in the scheduler) and a wait for the
+//! slower half. Shards join once a step. MLP VAE, two threads, 8 alternating rounds (`vaelab bench --shards`):
+//! batch 128 20,280 → 24,696 img/s, batch 1024 27,407 → 31,074. The conv VAE gains nothing (its per-image
+//! kernels already kept both threads busy; what limits it at two threads is shared memory traffic).
 //!
 //! Only for objectives that are batch means of per-example terms ([`GenerativeModel::per_example_objective`]):
 //! shard `s` of `n_s` examples contributes `n_s / N ·` its own mean, so the sum is the batch's objective and its
@@ -11,7 +13,7 @@
 //! step's in shard order, so results depend on the number of shards but never on the number of threads.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Var};
+use candle_core::Result;
 use rand::RngCore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -23,8 +25,9 @@ pub struct ShardedLoss {
     pub objective: f32,
     /// The model's logged terms, combined the same way.
     pub terms: Vec<(&'static str, f32)>,
-    /// ∂objective/∂v for the group's variables.
-    pub grads: GradStore,
+    /// Each shard's gradients, in shard order, already weighted by its share of the batch: their sum is
+    /// ∂objective/∂θ ([`crate::Adam::step_sum`] adds them as it updates).
+    pub grads: Vec<GradStore>,
 }
 
 /// The examples `[lo, lo + n)` of each of `shards` near-equal shards of a batch of `len`.
@@ -41,9 +44,9 @@ pub fn shard_ranges(len: usize, shards: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The objective of `phase` on `batch` and its gradients for `vars`, computed in `shards` shards (on separate
-/// threads when candle has several kernel threads).
-pub fn sharded_loss(model: &dyn GenerativeModel, phase: usize, batch: &Batch, shards: usize, vars: &[Var], rng: &mut ChaCha8Rng, step: u64) -> Result<ShardedLoss> {
+/// The objective of `phase` on `batch` and its gradients, computed in `shards` shards (on separate threads
+/// when candle has several kernel threads).
+pub fn sharded_loss(model: &dyn GenerativeModel, phase: usize, batch: &Batch, shards: usize, rng: &mut ChaCha8Rng, step: u64) -> Result<ShardedLoss> {
     let len = batch.x.dim(0)?;
     let ranges = shard_ranges(len, shards);
     let seeds: Vec<u64> = ranges.iter().map(|_| rng.next_u64()).collect();
@@ -76,19 +79,7 @@ pub fn sharded_loss(model: &dyn GenerativeModel, phase: usize, batch: &Batch, sh
             weight(s) * p.1[i].1 as f64
         }).sum::<f64>() as f32;
     }
-    let mut stores = parts.into_iter().map(|p| p.2);
-    let mut grads = stores.next().expect("at least one shard");
-    let rest: Vec<GradStore> = stores.collect();
-    for v in vars {
-        let t = v.as_tensor();
-        let Some(mut g) = grads.remove(t) else { continue };
-        for other in &rest {
-            if let Some(h) = other.get(t) {
-                g = (g + h)?;
-            }
-        }
-        grads.insert(t, g);
-    }
+    let grads = parts.into_iter().map(|p| p.2).collect();
     Ok(ShardedLoss { objective, terms, grads })
 }
 

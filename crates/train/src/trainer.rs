@@ -151,7 +151,6 @@ pub fn train(
         )
         .into());
     }
-    let group_vars: Vec<Vec<candle_core::Var>> = groups.iter().map(|g| g.vars.clone()).collect();
 
     let mut state = control.resume.take().unwrap_or_default();
     if !state.moments.is_empty() {
@@ -244,14 +243,13 @@ pub fn train(
                     for _ in 0..phase.repeats {
                         if spec.shards > 1 {
                             // Data-parallel: per_example_objective was checked before the first step.
-                            let vars = &group_vars[phase.group];
-                            let s = crate::shards::sharded_loss(model, pi, &batch, spec.shards, vars, &mut noise_rng, step)?;
+                            let s = crate::shards::sharded_loss(model, pi, &batch, spec.shards, &mut noise_rng, step)?;
                             if !s.objective.is_finite() {
                                 bad_batch(step)?;
                                 skipped = true;
                                 break 'phases;
                             }
-                            opts[phase.group].step(&s.grads)?;
+                            opts[phase.group].step_sum(&s.grads)?;
                             terms.extend(s.terms);
                             continue;
                         }

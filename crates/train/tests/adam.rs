@@ -37,3 +37,34 @@ fn parameters_without_gradient_are_left_alone() {
     assert_eq!(unused.as_tensor().to_vec1::<f32>().unwrap(), vec![3.0]);
     assert_ne!(used.as_tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
 }
+
+/// `step_sum` over a batch's shard gradients takes the step of their sum: with two shards bit for bit (one
+/// float addition per element either way), with three up to rounding; the same on one kernel thread or two.
+#[test]
+fn a_step_from_shard_gradients_is_the_step_from_their_sum() {
+    let dev = Device::Cpu;
+    let init = Tensor::new(&[[0.5f32, -1.5, 2.0], [0.1, 0.0, -0.3]], &dev).unwrap();
+    let targets = [[[1.0f32, 1.0, -1.0], [0.0, 2.0, 0.5]], [[-1.0, 0.5, 0.0], [1.0, 1.0, 1.0]], [[0.3, 0.3, 0.3], [2.0, -2.0, 0.0]]];
+    let loss = |v: &Var, t: &[[f32; 3]; 2]| v.as_tensor().sub(&Tensor::new(t, &dev).unwrap()).unwrap().powf(4.0).unwrap().sum_all().unwrap();
+    for shards in [2, 3] {
+        for threads in ["1", "2"] {
+            std::env::set_var("RAYON_NUM_THREADS", threads);
+            let (a, b) = (Var::from_tensor(&init).unwrap(), Var::from_tensor(&init).unwrap());
+            let cfg = AdamConfig { lr: 0.05, beta1: 0.5, beta2: 0.99, eps: 1e-8 };
+            let (mut sharded, mut whole) = (Adam::new(vec![a.clone()], cfg), Adam::new(vec![b.clone()], cfg));
+            for _ in 0..20 {
+                let parts: Vec<_> = targets[..shards].iter().map(|t| loss(&a, t).backward().unwrap()).collect();
+                sharded.step_sum(&parts).unwrap();
+                let sum = targets[..shards].iter().map(|t| loss(&b, t)).reduce(|x, y| (x + y).unwrap()).unwrap();
+                whole.backward_step(&sum).unwrap();
+            }
+            let d = a.as_tensor().sub(b.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            match shards {
+                2 => assert_eq!(d, 0.0, "two shards, {threads} thread(s)"),
+                _ => assert!(d < 1e-5, "three shards, {threads} thread(s): {d}"),
+            }
+            assert!(a.as_tensor().sub(&init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.1);
+        }
+    }
+    std::env::remove_var("RAYON_NUM_THREADS");
+}
