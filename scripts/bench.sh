@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # vaelab vs PyTorch on the same work (issue #8): the reference MLP and conv VAEs at batch 128 and 1024, same
 # MNIST data, same thread count, one after the other, alternating, ROUNDS rounds; then the table.
-#   scripts/bench.sh [ROUNDS]        (env: THREADS, default all cores; STEPS, default 50; VAELAB_DATA;
+#   scripts/bench.sh [ROUNDS]        (env: THREADS, default all cores; STEPS, default ≈ 5–10 s of work per
+#                                     run: conv 300 / 50 and MLP 1200 / 200 steps at batch 128 / 1024; VAELAB_DATA;
 #                                     SHARDS, vaelab's shard counts to measure, default "1 2")
 # Installs torch (PyPI) into .venv-peer on first use. Run it on an idle machine: it measures, it asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 threads="${THREADS:-$(nproc)}"
-steps="${STEPS:-50}"
 shards="${SHARDS:-1 2}"
 data="${VAELAB_DATA:-data}/mnist"
 if ! .venv-peer/bin/python -c "import torch, numpy" 2>/dev/null; then
@@ -21,6 +21,9 @@ mkdir -p "$(dirname "$out")"
 for round in $(seq 1 "$rounds"); do
   for model in mlp conv; do
     for batch in 128 1024; do
+      # 50 steps of the MLP at batch 128 took 0.3 s, too short to time on a noisy machine.
+      case "$model/$batch" in conv/128) n=300;; conv/1024) n=50;; mlp/128) n=1200;; *) n=200;; esac
+      steps="${STEPS:-$n}"
       # Alternate which side goes first, so drift in machine load hits both alike.
       vaelab() { for s in $shards; do target/release/vaelab bench --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --shards "$s" --data "$data" >> "$out"; done; }
       peer() { .venv-peer/bin/python scripts/peer/bench.py --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --data "$data" >> "$out"; }
