@@ -4,6 +4,8 @@
 //! Every random draw (shuffling, binarization, reparameterisation noise) comes from generators seeded by the
 //! trial seed, so the same spec and seed give the same numbers on CPU. Evaluation runs on the whole test split
 //! every `eval_every` steps and at the end; a non-finite loss stops the trial with [`TrainError::Diverged`].
+//! With `train.shards`, models whose objective is a per-example mean split each batch over threads
+//! ([`shards`]): one join a step instead of one per op.
 
 pub mod checkpoint;
 mod spec;

@@ -3,9 +3,9 @@
 //!
 //! Why: at two threads every op of a step split its work over both threads and joined them again — dozens of
 //! fork/joins a step, each a wake-up (perf: 5–11% of a two-thread MLP step in the scheduler) and a wait for the
-//! slower half. Shards join once a step. MLP VAE, two threads, 8 alternating rounds (`vaelab bench --shards`):
-//! batch 128 20,280 → 24,696 img/s, batch 1024 27,407 → 31,074. The conv VAE gains nothing (its per-image
-//! kernels already kept both threads busy; what limits it at two threads is shared memory traffic).
+//! slower half. Shards join once a step. `scripts/bench.sh 5` (two threads, `runs/bench/20261125T015537Z.jsonl`,
+//! shards 1 → 2, medians): MLP VAE batch 128 27,553 → 32,758 img/s, batch 1024 36,873 → 37,565; conv VAE batch
+//! 128 4,906 → 5,272 (higher in each of the 5 rounds), batch 1024 5,054 → 5,257.
 //!
 //! Only for objectives that are batch means of per-example terms ([`GenerativeModel::per_example_objective`]):
 //! shard `s` of `n_s` examples contributes `n_s / N ·` its own mean, so the sum is the batch's objective and its
