@@ -31,7 +31,7 @@ pub struct SweepPlan {
 /// The sweep id hashes the expanded spec; these are left out of that text while at their default, so that a
 /// sweep started before an upgrade resumes in its own directory after it. A new option adds a line here
 /// (`sweep_ids_survive_new_options` fails until it does).
-const LATE_OPTIONS: &[(&str, &str)] = &[("model.batch_norm", "false"), ("model.init", "default"), ("model.tc_estimator", "mws"), ("model.kl_beta", "1.0")];
+const LATE_OPTIONS: &[(&str, &str)] = &[("model.batch_norm", "false"), ("model.init", "default"), ("model.tc_estimator", "mws"), ("model.kl_beta", "1.0"), ("train.shards", "1")];
 
 /// The spec as the sweep id sees it: its YAML text with [`LATE_OPTIONS`] at their defaults removed. (Edited as
 /// text: a round trip through `Value` would print the f32 fields widened, changing every id.)

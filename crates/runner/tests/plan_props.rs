@@ -98,8 +98,8 @@ fn sweep_ids_survive_new_options() {
     let file = SpecFile::load(&root).unwrap();
     assert_eq!(SweepPlan::expand(&file).unwrap().sweep_id, "sweep-db3c74ed");
     // The options added since (all at their defaults, written out) give the same id.
-    let explicit = std::fs::read_to_string(&root).unwrap().replace("model:\n", "model:\n  batch_norm: false\n  init: default\n");
-    assert!(explicit.contains("init: default"), "the quickstart has a `model:` block");
+    let explicit = std::fs::read_to_string(&root).unwrap().replace("model:\n", "model:\n  batch_norm: false\n  init: default\n").replace("train:\n", "train:\n  shards: 1\n");
+    assert!(explicit.contains("init: default") && explicit.contains("shards: 1"), "the quickstart has `model:` and `train:` blocks");
     let file = SpecFile::parse(&root, &explicit).unwrap();
     assert_eq!(SweepPlan::expand(&file).unwrap().sweep_id, "sweep-db3c74ed");
 }
