@@ -115,6 +115,9 @@ enum Command {
         /// Split each batch into this many data-parallel shards, each on its own thread (`train.shards`).
         #[arg(long, default_value_t = 1)]
         shards: usize,
+        /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`: scripts/build-cuda.sh).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Directory of the MNIST IDX files.
         #[arg(long, default_value = "${VAELAB_DATA:-data}/mnist")]
         data: String,
@@ -268,12 +271,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { model, batch, steps, warmup, threads, shards, data } => {
+        Command::Bench { model, batch, steps, warmup, threads, shards, device, data } => {
             if let Some(t) = threads {
                 // Before candle's first kernel: its thread pool reads this once.
                 std::env::set_var("RAYON_NUM_THREADS", t.to_string());
             }
-            let result = vaelab_runner::bench::RefModel::parse(&model).and_then(|m| vaelab_runner::bench::run(m, batch, steps, warmup, shards, &data, 0));
+            let result = vaelab_runner::bench::RefModel::parse(&model)
+                .and_then(|m| Ok((m, vaelab_runner::bench::parse_device(&device)?)))
+                .and_then(|(m, dev)| vaelab_runner::bench::run(m, batch, steps, warmup, shards, &data, 0, &dev));
             match result {
                 Ok(r) => {
                     out!("{}", serde_json::to_string(&r).unwrap_or_default());

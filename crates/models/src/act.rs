@@ -21,6 +21,9 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// x if x > 0, else slope·x.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if !crate::kernels::custom(x) {
+        return if slope == 0.0 { x.relu() } else { candle_nn::ops::leaky_relu(x, slope) };
+    }
     x.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(LeakyRelu(slope as f32))))
 }
 

@@ -33,8 +33,8 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.rank() != 2 {
-            // Batched matrices: candle-nn's broadcasting path.
+        if x.rank() != 2 || !crate::kernels::custom(x) {
+            // Batched matrices, or another device (`kernels`): candle-nn's path.
             return candle_nn::Linear::new(self.weight.clone(), Some(self.bias.clone())).forward(x);
         }
         x.contiguous()?.apply_op3_arc(&self.weight, &self.bias, std::sync::Arc::new(Box::new(DenseOp)))

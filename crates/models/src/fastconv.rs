@@ -12,6 +12,9 @@
 //! gradient is computed only where the input needs one (not for the data under the first layer). The conv
 //! biases go through [`add_channel_bias`].
 //!
+//! Off the CPU (see [`crate::kernels`]) the layers are candle's `conv2d` / `conv_transpose2d` with the same
+//! weights.
+//!
 //! Weights and biases have candle-nn's names, shapes and initialisation, so checkpoints are the same as with
 //! `candle_nn::conv2d` / `conv_transpose2d`; the tests compare both layers and their gradients with candle's.
 
@@ -54,6 +57,9 @@ impl Module for Down {
         if h % 2 != 0 || w % 2 != 0 {
             candle_core::bail!("stride-2 conv: {h}×{w} input is not even");
         }
+        if !crate::kernels::custom(x) {
+            return add_channel_bias(&x.conv2d(&self.weight, 1, 2, 1, 1)?, &self.bias);
+        }
         let y = x.contiguous()?.apply_op2_arc(&self.weight, down_op())?;
         add_channel_bias(&y, &self.bias)
     }
@@ -63,12 +69,18 @@ impl Down {
     /// The input gradient of this layer for an output gradient `g`: the transposed convolution with the same
     /// weights (no bias), itself differentiable in `g` and the weights.
     pub fn input_gradient(&self, g: &Tensor) -> Result<Tensor> {
+        if !crate::kernels::custom(g) {
+            return g.conv_transpose2d(&self.weight, 1, 0, 2, 1);
+        }
         g.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))
     }
 }
 
 impl Module for Up {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !crate::kernels::custom(x) {
+            return add_channel_bias(&x.conv_transpose2d(&self.weight, 1, 0, 2, 1)?, &self.bias);
+        }
         let y = x.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))?;
         add_channel_bias(&y, &self.bias)
     }
@@ -78,6 +90,9 @@ impl Module for Up {
 /// with candle's generic reduction over dims (0, 2, 3), which walks the tensor by strided index arithmetic and
 /// was ≈ 15% of a conv VAE step (perf). [`ChannelBias`] writes the sum as a loop over contiguous planes.
 pub fn add_channel_bias(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !crate::kernels::custom(y) {
+        return y.broadcast_add(&bias.reshape((1, bias.elem_count(), 1, 1))?);
+    }
     y.contiguous()?.apply_op2_arc(&bias.contiguous()?, std::sync::Arc::new(Box::new(ChannelBias)))
 }
 

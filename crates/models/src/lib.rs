@@ -14,6 +14,7 @@ pub mod backbone;
 pub mod dense;
 pub mod fastconv;
 pub mod init;
+pub mod kernels;
 pub mod losses;
 pub mod norm;
 pub mod model;

@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, D};
 /// many in the backward — perf put candle's element-wise maps, expf/logf and memset at ≈ 25% of an MLP VAE
 /// step. A target that needs a gradient (or another device, or broadcast shapes) takes the chain.
 pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
-    if target.track_op() || logits.dims() != target.dims() || !logits.device().is_cpu() || logits.dtype() != candle_core::DType::F32 {
+    if target.track_op() || logits.dims() != target.dims() || !crate::kernels::custom(logits) || logits.dtype() != candle_core::DType::F32 {
         return bce_with_logits_chain(logits, target);
     }
     let (l, t) = (logits.flatten_from(1)?.contiguous()?, target.flatten_from(1)?.contiguous()?.to_dtype(logits.dtype())?);

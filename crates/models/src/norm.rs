@@ -34,6 +34,15 @@ impl Module for BatchNorm2d {
         if x.rank() != 4 {
             candle_core::bail!("batch norm: [B, C, H, W] input expected, got {:?}", x.dims());
         }
+        if !crate::kernels::custom(x) {
+            // Another device (`kernels`): the same arithmetic from candle's ops.
+            let c = x.dim(1)?;
+            let over_batch_and_pixels = |t: &Tensor| t.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3);
+            let centred = x.broadcast_sub(&over_batch_and_pixels(x)?)?;
+            let inv_std = (over_batch_and_pixels(&centred.sqr()?)? + EPS as f64)?.sqrt()?.recip()?;
+            let scale = inv_std.broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?;
+            return centred.broadcast_mul(&scale)?.broadcast_add(&self.bias.reshape((1, c, 1, 1))?);
+        }
         x.contiguous()?.apply_op3_arc(&self.weight, &self.bias, Arc::new(Box::new(BatchNormOp)))
     }
 }

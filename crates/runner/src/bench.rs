@@ -4,6 +4,7 @@
 //! `scripts/bench.sh` runs both, alternating, and prints the comparison table.
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 use vaelab_data::{Binarize, DataSpec};
@@ -48,6 +49,8 @@ pub struct BenchResult {
     pub impl_: &'static str,
     pub model: &'static str,
     pub batch: usize,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
     pub threads: usize,
     /// Data-parallel shards per batch (`train.shards`; 1: none).
     pub shards: usize,
@@ -62,13 +65,16 @@ pub struct BenchResult {
 
 /// Train `model` for `warmup + steps` steps at `batch` on MNIST from `data_dir` (binarized afresh per batch)
 /// and time the last `steps`. Threads are candle's (`RAYON_NUM_THREADS`, set by the caller before any work).
-pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: usize, data_dir: &str, seed: u64) -> Result<BenchResult> {
+#[allow(clippy::too_many_arguments)]
+pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: usize, data_dir: &str, seed: u64, dev: &Device) -> Result<BenchResult> {
+    if shards > 1 && !dev.is_cpu() {
+        anyhow::bail!("--shards {shards}: data-parallel shards split a batch over CPU threads; use --shards 1 on {dev:?}");
+    }
     let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
     let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
     let varmap = candle_nn::VarMap::new();
     let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
-    let dev = candle_core::Device::Cpu;
-    let net = vaelab_models::build(&model.spec(), &info, &varmap, seed, &dev)?;
+    let net = vaelab_models::build(&model.spec(), &info, &varmap, seed, dev)?;
     let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut opts: Vec<Adam> = net.param_groups().into_iter().map(|g| Adam::new(g.vars, config)).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -77,7 +83,7 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
     for step in 0..warmup + steps {
         let t = Instant::now();
         let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
-        let b = make_batch(&data.train, &data, &idx, Binarize::Dynamic, &mut rng, &dev)?;
+        let b = make_batch(&data.train, &data, &idx, Binarize::Dynamic, &mut rng, dev)?;
         if shards > 1 {
             let s = vaelab_train::shards::sharded_loss(&*net, 0, &b, shards, &mut rng, step as u64 + 1)?;
             opts[0].step_sum(&s.grads)?;
@@ -98,6 +104,11 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
         impl_: "vaelab",
         model: model.name(),
         batch,
+        device: match dev.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".into(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            other => format!("{other:?}"),
+        },
         threads: candle_core::utils::get_num_threads(),
         shards,
         steps,
@@ -107,6 +118,19 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
         step_ms_p99: pct(0.99),
         peak_rss_mib: peak_rss_mib(),
     })
+}
+
+/// `cpu`, `cuda` or `cuda:N`. A build without the `cuda` feature answers `cuda` with candle's error.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let cuda = |i: usize| Device::new_cuda(i).with_context(|| format!("--device {name} (vaelab built with `--features cuda`? see scripts/build-cuda.sh)"));
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => anyhow::bail!("--device {name}: expected cpu, cuda or cuda:N"),
+        },
+    }
 }
 
 /// Peak resident set size of this process in MiB.

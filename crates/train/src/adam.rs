@@ -26,6 +26,8 @@ pub struct Moments {
 
 pub struct Adam {
     vars: Vec<(Var, Mutex<Moments>)>,
+    /// Moments of parameters off the CPU (CUDA), kept on their device between steps; see [`stock_update`].
+    on_device: Vec<Mutex<Option<(Tensor, Tensor)>>>,
     /// Updates taken so far (the bias correction needs it).
     pub t: u64,
     pub config: AdamConfig,
@@ -105,9 +107,34 @@ impl candle_core::InplaceOp3 for Update<'_> {
     }
 }
 
+/// The same update from candle's tensor ops, for parameters off the CPU (see `vaelab_models::kernels`): the
+/// fused update is a CPU kernel. The moments live on the parameter's device between steps (first made from the
+/// host moments, which a restored checkpoint may have filled).
+fn stock_update(var: &Var, host: &Mutex<Moments>, on_device: &Mutex<Option<(Tensor, Tensor)>>, g: &Tensor, (b1, b2): (f64, f64), lr_t: f64, eps_t: f64) -> Result<()> {
+    let mut slot = on_device.lock().expect("moments lock");
+    let (m, v) = match slot.take() {
+        Some(mv) => mv,
+        None => {
+            let h = host.lock().expect("moments lock");
+            if h.m.is_empty() {
+                (g.zeros_like()?, g.zeros_like()?)
+            } else {
+                (Tensor::from_slice(&h.m, var.shape(), var.device())?, Tensor::from_slice(&h.v, var.shape(), var.device())?)
+            }
+        }
+    };
+    let m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
+    let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+    let step = (&m / (v.sqrt()? + eps_t)?)?.affine(lr_t, 0.0)?;
+    var.set(&(var.as_tensor().detach() - step)?)?;
+    *slot = Some((m, v));
+    Ok(())
+}
+
 impl Adam {
     pub fn new(vars: Vec<Var>, config: AdamConfig) -> Self {
-        Self { vars: vars.into_iter().map(|v| (v, Mutex::new(Moments::default()))).collect(), t: 0, config }
+        let on_device = vars.iter().map(|_| Mutex::new(None)).collect();
+        Self { vars: vars.into_iter().map(|v| (v, Mutex::new(Moments::default()))).collect(), on_device, t: 0, config }
     }
 
     /// Backpropagate `loss` and update every parameter that received a gradient.
@@ -135,8 +162,15 @@ impl Adam {
         let (bc1, bc2) = (1.0 - c.beta1.powi(self.t as i32), 1.0 - c.beta2.powi(self.t as i32));
         let lr_t = (c.lr * bc2.sqrt() / bc1) as f32;
         let eps_t = (c.eps * bc2.sqrt()) as f32;
-        let one = |(var, moments): &(Var, Mutex<Moments>)| -> Result<()> {
+        let one = |((var, moments), on_device): (&(Var, Mutex<Moments>), &Mutex<Option<(Tensor, Tensor)>>)| -> Result<()> {
             let parts: Vec<&Tensor> = grads.iter().filter_map(|g| g.get(var.as_tensor())).collect();
+            if !parts.is_empty() && !vaelab_models::kernels::custom(var.as_tensor()) {
+                let mut sum = parts[0].detach();
+                for g in &parts[1..] {
+                    sum = (sum + *g)?;
+                }
+                return stock_update(var, moments, on_device, &sum, (c.beta1, c.beta2), lr_t as f64, eps_t as f64);
+            }
             let update = Update { moments, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
             match parts.as_slice() {
                 [] => Ok(()),
@@ -153,15 +187,21 @@ impl Adam {
         };
         if candle_core::utils::get_num_threads() > 1 {
             use rayon::prelude::*;
-            self.vars.par_iter().try_for_each(one)
+            self.vars.par_iter().zip(&self.on_device).try_for_each(one)
         } else {
-            self.vars.iter().try_for_each(one)
+            self.vars.iter().zip(&self.on_device).try_for_each(one)
         }
     }
 
     /// The parameters this optimizer updates, with their moments (for checkpoints).
     pub fn state(&self) -> impl Iterator<Item = (&Var, Moments)> {
-        self.vars.iter().map(|(v, m)| (v, m.lock().expect("moments lock").clone()))
+        self.vars.iter().zip(&self.on_device).map(|((v, m), d)| match &*d.lock().expect("moments lock") {
+            Some((m, v_)) => {
+                let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("optimizer moments to host");
+                (v, Moments { m: host(m), v: host(v_) })
+            }
+            None => (v, m.lock().expect("moments lock").clone()),
+        })
     }
 
     /// Restore moments saved by [`Adam::state`], in the same parameter order.
@@ -175,6 +215,8 @@ impl Adam {
             }
             *slot.lock().expect("moments lock") = m;
         }
+        // Device copies are made again from these at the next step.
+        self.on_device.iter().for_each(|d| *d.lock().expect("moments lock") = None);
         self.t = t;
         Ok(())
     }
