@@ -6,7 +6,10 @@ digits, binarize it afresh, forward, backward, Adam, read the loss. Prints one J
   mlp   VAE 784-400-20, decoder the mirror image (ReLU hidden layers)
   conv  conv 1→32 k4 s2 p1, conv 32→64 k4 s2 p1, linear 3136→2×16; decoder the mirror image (vae_mnist.ConvVae)
 
-Usage: python scripts/peer/bench.py --model conv --batch 128 --steps 50 --threads 2
+Usage: python scripts/peer/bench.py --model conv --batch 128 --steps 50 --threads 2 [--device cuda]
+
+On a GPU (`--device cuda`), as in `vaelab bench --device cuda`, each batch is drawn and binarized on the host
+and copied to the device; the model, its optimizer state and the noise live on the device.
 """
 import argparse, json, os, resource, sys, time
 
@@ -44,19 +47,21 @@ def main():
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--data", default=os.path.join(os.environ.get("VAELAB_DATA", "data"), "mnist"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     train, _ = load(args.data)
-    model = MlpVae() if args.model == "mlp" else ConvVae(latent=16)
+    dev = torch.device(args.device)
+    model = (MlpVae() if args.model == "mlp" else ConvVae(latent=16)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     times = []
     for step in range(args.warmup + args.steps):
         t = time.perf_counter()
         idx = torch.randint(0, len(train), (args.batch,), generator=gen)
-        x = torch.bernoulli(train[idx], generator=gen)
+        x = torch.bernoulli(train[idx], generator=gen).to(dev)
         recon, kl = model.terms(x)
         loss = (recon + kl).mean()
         opt.zero_grad(set_to_none=True)
@@ -69,10 +74,11 @@ def main():
     pct = lambda p: float(s[int(round((len(s) - 1) * p))] * 1e3)
     print(json.dumps({
         "impl_": f"pytorch {torch.__version__}", "model": f"{args.model}_vae", "batch": args.batch,
-        "threads": torch.get_num_threads(), "steps": args.steps,
+        "device": args.device, "threads": torch.get_num_threads(), "steps": args.steps,
         "images_per_sec": args.steps * args.batch / float(np.sum(times)),
         "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9), "step_ms_p99": pct(0.99),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        **({"peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20} if dev.type == "cuda" else {}),
     }), flush=True)
 
 
