@@ -2,8 +2,8 @@
 # Build vaelab with candle's CUDA backend (`--features cuda`, or `FEATURES=cudnn`) on a machine that has no
 # CUDA toolkit and no GPU, for a GPU machine with NVIDIA driver 580 / CUDA 13.0 (H100, H200: compute 9.0).
 #
-#   scripts/build-cuda.sh            # → target/cuda/release/vaelab, stripped
-#   then, on the GPU machine:  target/cuda/release/vaelab bench --device cuda --model conv --batch 1024
+#   scripts/build-cuda.sh            # → target/cuda/release/vaelab (stripped) and target/cuda/vaelab.gz
+#   then on the GPU machine, from the repository root:  scripts/gpu-bench.sh
 #
 # What it does, and why:
 # - the toolkit (nvcc, headers, cuBLAS, cuRAND, NVRTC, and cuDNN for `cudnn`) comes from NVIDIA's PyPI wheels,
@@ -58,6 +58,9 @@ export CUDA_ROOT=$cu CUDA_PATH=$cu CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export LIBRARY_PATH=$link${LIBRARY_PATH:+:$LIBRARY_PATH}
 export PATH=$cu/bin:$PATH
 cargo build --release --bin vaelab --features "$features"
-strip "$CARGO_TARGET_DIR/release/vaelab"   # what travels to the GPU machine must fit in 64 MiB
-ls -l "$CARGO_TARGET_DIR/release/vaelab"
-echo "on the GPU machine: LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib $CARGO_TARGET_DIR/release/vaelab bench --device cuda ..." >&2
+strip "$CARGO_TARGET_DIR/release/vaelab"
+# What travels to the GPU machine must fit in 64 MiB with the rest: stripped, the binary is ≈ 120 MB (polars,
+# candle's PTX kernels as text); gzipped ≈ 34 MB.
+gzip -9 -c "$CARGO_TARGET_DIR/release/vaelab" > "$CARGO_TARGET_DIR/vaelab.gz"
+ls -l "$CARGO_TARGET_DIR/release/vaelab" "$CARGO_TARGET_DIR/vaelab.gz"
+echo "on the GPU machine, from the repository root: scripts/gpu-bench.sh (carry $CARGO_TARGET_DIR/vaelab.gz and .gpu-data)" >&2

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# #8's GPU table: run on the GPU machine (no Rust, no network there; its python3 has PyTorch) from the repository
+# root, with the CUDA build and MNIST brought along. Here, first:
+#   scripts/build-cuda.sh                                   # → target/cuda/vaelab.gz
+#   mkdir -p .gpu-data && cp -r "$VAELAB_DATA/mnist" .gpu-data/   # ../shared does not travel
+# then on the GPU machine (the device tool: carry target/cuda/vaelab.gz and .gpu-data):
+#   scripts/gpu-bench.sh [ROUNDS]      (env: BATCHES, default "128 1024 8192"; STEPS, default 200)
+# vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${TMPDIR:-/tmp}/vaelab-cuda
+gunzip -c target/cuda/vaelab.gz > "$bin"
+chmod +x "$bin"
+# cuBLAS / cuRAND / the CUDA runtime: the machine's CUDA 13.0 (the build linked against 13.0's sonames).
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+export VAELAB_DATA=${VAELAB_DATA:-.gpu-data} DEVICE=${DEVICE:-cuda} VAELAB_BIN=$bin PEER_PYTHON=${PEER_PYTHON:-python3}
+export BATCHES=${BATCHES:-128 1024 8192} STEPS=${STEPS:-200}
+scripts/bench.sh "${1:-3}"
