@@ -3,6 +3,7 @@
 # CUDA toolkit and no GPU, for a GPU machine with NVIDIA driver 580 / CUDA 13.0 (H100, H200: compute 9.0).
 #
 #   scripts/build-cuda.sh            # → target/cuda/release/vaelab (stripped) and target/cuda/vaelab.gz
+#   FEATURES=cudnn scripts/build-cuda.sh                   # → … and target/cuda/vaelab-cudnn.gz
 #   then on the GPU machine, from the repository root:  scripts/gpu-bench.sh
 #
 # What it does, and why:
@@ -61,6 +62,7 @@ cargo build --release --bin vaelab --features "$features"
 strip "$CARGO_TARGET_DIR/release/vaelab"
 # What travels to the GPU machine must fit in 64 MiB with the rest: stripped, the binary is ≈ 120 MB (polars,
 # candle's PTX kernels as text); gzipped ≈ 34 MB.
-gzip -9 -c "$CARGO_TARGET_DIR/release/vaelab" > "$CARGO_TARGET_DIR/vaelab.gz"
-ls -l "$CARGO_TARGET_DIR/release/vaelab" "$CARGO_TARGET_DIR/vaelab.gz"
-echo "on the GPU machine, from the repository root: scripts/gpu-bench.sh (carry $CARGO_TARGET_DIR/vaelab.gz and .gpu-data)" >&2
+gz=$CARGO_TARGET_DIR/vaelab$([ "$features" = cuda ] || echo "-$features").gz
+gzip -9 -c "$CARGO_TARGET_DIR/release/vaelab" > "$gz"
+ls -l "$CARGO_TARGET_DIR/release/vaelab" "$gz"
+echo "on the GPU machine, from the repository root: VAELAB_GZ=$gz scripts/gpu-bench.sh (carry $gz and .gpu-data)" >&2

@@ -4,12 +4,13 @@
 #   scripts/build-cuda.sh                                   # → target/cuda/vaelab.gz
 #   mkdir -p .gpu-data && cp -r "$VAELAB_DATA/mnist" .gpu-data/   # ../shared does not travel
 # then on the GPU machine (the device tool: carry target/cuda/vaelab.gz and .gpu-data):
-#   scripts/gpu-bench.sh [ROUNDS]      (env: BATCHES, default "128 1024 8192"; STEPS, default 200)
+#   scripts/gpu-bench.sh [ROUNDS]      (env: BATCHES, default "128 1024 8192"; STEPS, default 200;
+#                                       VAELAB_GZ, the build to run, default target/cuda/vaelab.gz)
 # vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${TMPDIR:-/tmp}/vaelab-cuda
-gunzip -c target/cuda/vaelab.gz > "$bin"
+gunzip -c "${VAELAB_GZ:-target/cuda/vaelab.gz}" > "$bin"
 chmod +x "$bin"
 # cuBLAS / cuRAND / the CUDA runtime: the machine's CUDA 13.0 (the build linked against 13.0's sonames).
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -17,6 +17,12 @@ fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 /// `steps` Adam steps of a model on a fixed batch: the objective at each step and the parameters at the end.
 fn train(yaml: &str, stock: bool, steps: u64) -> (Vec<f32>, Vec<Tensor>) {
+    train_resumed(yaml, stock, steps, None)
+}
+
+/// [`train`], the optimizer replaced after `resume_at` steps by a new one given the old one's saved state (as
+/// a checkpoint restores it).
+fn train_resumed(yaml: &str, stock: bool, steps: u64, resume_at: Option<u64>) -> (Vec<f32>, Vec<Tensor>) {
     kernels::set_stock_ops_on_cpu(stock);
     let spec: ModelSpec = serde_yaml::from_str(yaml).unwrap();
     let info = DataInfo { shape: &[1, 28, 28], num_classes: Some(10), train_size: 1000 };
@@ -32,6 +38,12 @@ fn train(yaml: &str, stock: bool, steps: u64) -> (Vec<f32>, Vec<Tensor>) {
         let losses = net.loss(0, &batch, &mut ModelCtx { rng: &mut rng, step }).unwrap();
         objectives.push(losses.objective.to_scalar::<f32>().unwrap());
         adam.backward_step(&losses.objective).unwrap();
+        if resume_at == Some(step) {
+            let moments = adam.state().map(|(_, m)| m).collect();
+            let t = adam.t;
+            adam = Adam::new(vars.clone(), adam.config);
+            adam.set_state(t, moments).unwrap();
+        }
     }
     kernels::set_stock_ops_on_cpu(false);
     (objectives, vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect())
@@ -53,6 +65,11 @@ fn stock_ops_train_like_the_cpu_kernels() {
             assert!(max_rel_diff(g, w) < 1e-4, "{yaml}, {:?}: {}", w.dims(), max_rel_diff(g, w));
         }
         assert!(want_obj[3] < want_obj[0], "{yaml}: the objective did not fall: {want_obj:?}");
+        // The stock path's moments (kept on the device) go to the host for a checkpoint and back: a resumed
+        // optimizer continues exactly.
+        let (resumed_obj, resumed_params) = train_resumed(yaml, true, 4, Some(2));
+        assert_eq!(resumed_obj, got_obj, "{yaml}: resumed objectives");
+        assert!(resumed_params.iter().zip(&got_params).all(|(a, b)| max_rel_diff(a, b) == 0.0), "{yaml}: resumed parameters differ");
     }
 
     // Leaky ReLU and batch norm (the GAN discriminators'), values and gradients.
