@@ -14,6 +14,9 @@ gunzip -c "${VAELAB_GZ:-target/cuda/vaelab.gz}" > "$bin"
 chmod +x "$bin"
 # cuBLAS / cuRAND / the CUDA runtime: the machine's CUDA 13.0 (the build linked against 13.0's sonames).
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# cuDNN 9 (the `cudnn` build): the one in the machine's PyTorch environment (nvidia-cudnn-cu13).
+cudnn=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0] + '/lib')" 2>/dev/null || true)
+[ -n "$cudnn" ] && export LD_LIBRARY_PATH=$cudnn:$LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 export VAELAB_DATA=${VAELAB_DATA:-.gpu-data} DEVICE=${DEVICE:-cuda} VAELAB_BIN=$bin PEER_PYTHON=${PEER_PYTHON:-python3}
 export BATCHES=${BATCHES:-128 1024 8192} STEPS=${STEPS:-200}
