@@ -25,12 +25,18 @@ pub struct Moments {
 }
 
 pub struct Adam {
-    vars: Vec<(Var, Mutex<Moments>)>,
-    /// Moments of parameters off the CPU (CUDA), kept on their device between steps; see [`stock_update`].
-    on_device: Vec<Mutex<Option<(Tensor, Tensor)>>>,
+    params: Vec<Param>,
     /// Updates taken so far (the bias correction needs it).
     pub t: u64,
     pub config: AdamConfig,
+}
+
+/// One parameter and its moments.
+struct Param {
+    var: Var,
+    moments: Mutex<Moments>,
+    /// The moments of a parameter off the CPU (CUDA), kept on its device between steps; see [`stock_update`].
+    on_device: Mutex<Option<(Tensor, Tensor)>>,
 }
 
 /// The in-place update of one parameter from its gradient.
@@ -110,12 +116,12 @@ impl candle_core::InplaceOp3 for Update<'_> {
 /// The same update from candle's tensor ops, for parameters off the CPU (see `vaelab_models::kernels`): the
 /// fused update is a CPU kernel. The moments live on the parameter's device between steps (first made from the
 /// host moments, which a restored checkpoint may have filled).
-fn stock_update(var: &Var, host: &Mutex<Moments>, on_device: &Mutex<Option<(Tensor, Tensor)>>, g: &Tensor, (b1, b2): (f64, f64), lr_t: f64, eps_t: f64) -> Result<()> {
+fn stock_update(Param { var, moments, on_device }: &Param, g: &Tensor, (b1, b2): (f64, f64), lr_t: f64, eps_t: f64) -> Result<()> {
     let mut slot = on_device.lock().expect("moments lock");
     let (m, v) = match slot.take() {
         Some(mv) => mv,
         None => {
-            let h = host.lock().expect("moments lock");
+            let h = moments.lock().expect("moments lock");
             if h.m.is_empty() {
                 (g.zeros_like()?, g.zeros_like()?)
             } else {
@@ -131,10 +137,19 @@ fn stock_update(var: &Var, host: &Mutex<Moments>, on_device: &Mutex<Option<(Tens
     Ok(())
 }
 
+/// ((g0 + g1) + …) + gn, in the order given (shard order: the sum must not depend on the thread count).
+fn sum_in_order(gs: &[&Tensor]) -> Result<Tensor> {
+    let mut sum = gs[0].contiguous()?;
+    for g in &gs[1..] {
+        sum = (sum + *g)?;
+    }
+    Ok(sum)
+}
+
 impl Adam {
     pub fn new(vars: Vec<Var>, config: AdamConfig) -> Self {
-        let on_device = vars.iter().map(|_| Mutex::new(None)).collect();
-        Self { vars: vars.into_iter().map(|v| (v, Mutex::new(Moments::default()))).collect(), on_device, t: 0, config }
+        let params = vars.into_iter().map(|var| Param { var, moments: Mutex::default(), on_device: Mutex::default() }).collect();
+        Self { params, t: 0, config }
     }
 
     /// Backpropagate `loss` and update every parameter that received a gradient.
@@ -162,14 +177,11 @@ impl Adam {
         let (bc1, bc2) = (1.0 - c.beta1.powi(self.t as i32), 1.0 - c.beta2.powi(self.t as i32));
         let lr_t = (c.lr * bc2.sqrt() / bc1) as f32;
         let eps_t = (c.eps * bc2.sqrt()) as f32;
-        let one = |((var, moments), on_device): (&(Var, Mutex<Moments>), &Mutex<Option<(Tensor, Tensor)>>)| -> Result<()> {
+        let one = |param: &Param| -> Result<()> {
+            let Param { var, moments, .. } = param;
             let parts: Vec<&Tensor> = grads.iter().filter_map(|g| g.get(var.as_tensor())).collect();
             if !parts.is_empty() && !vaelab_models::kernels::custom(var.as_tensor()) {
-                let mut sum = parts[0].detach();
-                for g in &parts[1..] {
-                    sum = (sum + *g)?;
-                }
-                return stock_update(var, moments, on_device, &sum, (c.beta1, c.beta2), lr_t as f64, eps_t as f64);
+                return stock_update(param, &sum_in_order(&parts)?, (c.beta1, c.beta2), lr_t as f64, eps_t as f64);
             }
             let update = Update { moments, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
             match parts.as_slice() {
@@ -177,46 +189,42 @@ impl Adam {
                 [g] => var.as_tensor().inplace_op2(&g.contiguous()?, &update),
                 [first @ .., last] => {
                     // All but the last summed in order, the last added inside the update: ((g0 + g1) + …) + gn.
-                    let mut sum = first[0].contiguous()?;
-                    for g in &first[1..] {
-                        sum = (sum + *g)?;
-                    }
-                    var.as_tensor().inplace_op3(&sum, &last.contiguous()?, &update)
+                    var.as_tensor().inplace_op3(&sum_in_order(first)?, &last.contiguous()?, &update)
                 }
             }
         };
         if candle_core::utils::get_num_threads() > 1 {
             use rayon::prelude::*;
-            self.vars.par_iter().zip(&self.on_device).try_for_each(one)
+            self.params.par_iter().try_for_each(one)
         } else {
-            self.vars.iter().zip(&self.on_device).try_for_each(one)
+            self.params.iter().try_for_each(one)
         }
     }
 
     /// The parameters this optimizer updates, with their moments (for checkpoints).
     pub fn state(&self) -> impl Iterator<Item = (&Var, Moments)> {
-        self.vars.iter().zip(&self.on_device).map(|((v, m), d)| match &*d.lock().expect("moments lock") {
-            Some((m, v_)) => {
+        self.params.iter().map(|p| match &*p.on_device.lock().expect("moments lock") {
+            Some((m, v)) => {
                 let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("optimizer moments to host");
-                (v, Moments { m: host(m), v: host(v_) })
+                (&p.var, Moments { m: host(m), v: host(v) })
             }
-            None => (v, m.lock().expect("moments lock").clone()),
+            None => (&p.var, p.moments.lock().expect("moments lock").clone()),
         })
     }
 
     /// Restore moments saved by [`Adam::state`], in the same parameter order.
     pub fn set_state(&mut self, t: u64, moments: Vec<Moments>) -> Result<()> {
-        if moments.len() != self.vars.len() {
-            candle_core::bail!("optimizer state has {} parameters, the model {}", moments.len(), self.vars.len());
+        if moments.len() != self.params.len() {
+            candle_core::bail!("optimizer state has {} parameters, the model {}", moments.len(), self.params.len());
         }
-        for ((var, slot), m) in self.vars.iter().zip(moments) {
+        for (Param { var, moments: slot, on_device }, m) in self.params.iter().zip(moments) {
             if !m.m.is_empty() && (m.m.len() != var.elem_count() || m.v.len() != var.elem_count()) {
                 candle_core::bail!("optimizer state does not match a parameter of shape {:?}", var.shape());
             }
             *slot.lock().expect("moments lock") = m;
+            // A device copy is made again from these at the next step.
+            *on_device.lock().expect("moments lock") = None;
         }
-        // Device copies are made again from these at the next step.
-        self.on_device.iter().for_each(|d| *d.lock().expect("moments lock") = None);
         self.t = t;
         Ok(())
     }
