@@ -21,6 +21,7 @@ pub mod model;
 pub mod registry;
 pub mod schedule;
 pub mod spec;
+pub mod stacked;
 pub mod zoo;
 
 pub use model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};

@@ -14,6 +14,7 @@ mod trainer;
 pub mod adam;
 pub mod figures;
 pub mod shards;
+pub mod stacked;
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{load_checkpoint, save_checkpoint, TrainState};
 pub use spec::TrainSpec;
