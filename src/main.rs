@@ -118,6 +118,10 @@ enum Command {
         /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`: scripts/build-cuda.sh).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Train K trials of the model (seeds 0…K−1) together as one stacked computation — the batched-trial
+        /// sweep meant for a GPU; images/s counts all K trials' images.
+        #[arg(long)]
+        stack: Option<usize>,
         /// Directory of the MNIST IDX files.
         #[arg(long, default_value = "${VAELAB_DATA:-data}/mnist")]
         data: String,
@@ -271,14 +275,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { model, batch, steps, warmup, threads, shards, device, data } => {
+        Command::Bench { model, batch, steps, warmup, threads, shards, device, stack, data } => {
             if let Some(t) = threads {
                 // Before candle's first kernel: its thread pool reads this once.
                 std::env::set_var("RAYON_NUM_THREADS", t.to_string());
             }
             let result = vaelab_runner::bench::RefModel::parse(&model)
                 .and_then(|m| Ok((m, vaelab_runner::bench::parse_device(&device)?)))
-                .and_then(|(m, dev)| vaelab_runner::bench::run(m, batch, steps, warmup, shards, &data, 0, &dev));
+                .and_then(|(m, dev)| match stack {
+                    Some(_) if shards > 1 => anyhow::bail!("--stack with --shards {shards}: a stack is not split into shards"),
+                    Some(k) => vaelab_runner::bench::run_stacked(m, batch, steps, warmup, k, &data, 0, &dev),
+                    None => vaelab_runner::bench::run(m, batch, steps, warmup, shards, &data, 0, &dev),
+                });
             match result {
                 Ok(r) => {
                     out!("{}", serde_json::to_string(&r).unwrap_or_default());

@@ -5,13 +5,17 @@
 //! each launch every kernel K times. Here every parameter gets a leading trial axis (`[K, …]`), and each layer
 //! is one batched computation for all K trials:
 //! - dense: one batched matmul, `x [K, B, I] · Wᵀ [K, I, O]`;
-//! - the stride-2 4×4 conv: its im2col as one `index_select` (a fixed gather table into each image, plus one
-//!   zero for the padding), then one batched matmul;
-//! - the transposed conv: one batched matmul into columns, then one `index_add` (col2im) into the image.
+//! - the 4×4 stride-2 padding-1 conv, split by pixel parity (space-to-depth): the padded input's 2×2 blocks
+//!   become channels, and the conv becomes a 2×2 stride-1 conv over them — its im2col is four shifted views
+//!   of one tensor side by side, then one batched matmul;
+//! - the transposed conv, its adjoint: one batched matmul into four blocks of columns, each padded into place
+//!   (shifted by one block or not) and added, then depth-to-space.
 //!
 //! candle's grouped `conv2d` loops over the groups and its `conv_transpose2d` has none, so neither would
-//! make K trials one kernel launch. Everything here is candle's stock differentiable ops, so the same code runs
-//! on the CPU and on CUDA, and backward is candle's.
+//! make K trials one kernel launch; an im2col by `index_select` / col2im by `index_add` would, but candle's
+//! CUDA `index_add` (also `index_select`'s backward) runs one thread per row over every index in turn. The
+//! views, pads, permutes and matmuls here are candle's stock differentiable ops with parallel kernels on both
+//! devices, so the same code runs on the CPU and on CUDA, and backward is candle's.
 //!
 //! Trials never mix: each trial's outputs read only its own slice of every parameter, and the objective is
 //! the sum of the trials' own objectives, so each slice's gradient is that trial's gradient alone. On the CPU
@@ -54,16 +58,12 @@ struct Linear {
     b: Tensor, // [K, 1, O]
 }
 
-/// A 4×4 stride-2 padding-1 conv (`down`) or transposed conv (`up`) and its gather / scatter table.
+/// A 4×4 stride-2 padding-1 conv (`down`) or transposed conv (`up`).
 struct Conv {
-    /// Down: `[K, O, C·16]`; up: `[K, C, O·16]`.
+    /// The stacked weight as the solo layers hold it: down `[K, O, C, 4, 4]`, up `[K, C, O, 4, 4]`.
     w: Tensor,
     /// `[K, 1, O, 1]`.
     b: Tensor,
-    /// Down: for each im2col entry (pixel, c, ky, kx) the index into the image `[C·H·W]` with one zero
-    /// appended (`C·H·W` is the padding). Up: for each column entry (pixel, o, ky, kx) the index into the
-    /// output `[O·2h·2w]` with one dump slot appended (entries falling in the padding go there).
-    table: Tensor,
     c: usize,
     o: usize,
     /// The input's height and width.
@@ -113,8 +113,7 @@ impl StackedVae {
             let (_, a, bdim, _, _) = w.dims5()?;
             let (c, o) = if up { (a, bdim) } else { (bdim, a) };
             let bias = get(&format!("{p}.bias"))?;
-            let table = if up { scatter_table(o, hw, dev)? } else { gather_table(c, hw, dev)? };
-            Ok(Conv { w: w.reshape((k, a, bdim * 16))?, b: bias.reshape((k, 1, o, 1))?, table, c, o, hw, up })
+            Ok(Conv { w, b: bias.reshape((k, 1, o, 1))?, c, o, hw, up })
         };
         let (encoder, decoder) = match first.backbone {
             Backbone::Mlp => {
@@ -220,55 +219,16 @@ fn stack_params(varmaps: &[&VarMap], dev: &Device) -> Result<Vec<(String, Var)>>
     Ok(out)
 }
 
-/// im2col gather table of a 4×4 stride-2 padding-1 conv over `[C, H, W]`: rows (pixel of the `H/2 × W/2`
-/// output), columns (c, ky, kx), as [`crate::fastconv`] lays them out and as the weight `[O, C, 4, 4]` reads.
-fn gather_table(c: usize, (h, w): (usize, usize), dev: &Device) -> Result<Tensor> {
-    let pad = (c * h * w) as u32;
-    let mut t = Vec::with_capacity((h / 2) * (w / 2) * c * 16);
-    for m in 0..h / 2 {
-        for n in 0..w / 2 {
-            for ci in 0..c {
-                for ky in 0..4 {
-                    for kx in 0..4 {
-                        let (iy, ix) = ((2 * m + ky) as isize - 1, (2 * n + kx) as isize - 1);
-                        let inside = iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize;
-                        t.push(if inside { (ci * h * w) as u32 + (iy as usize * w + ix as usize) as u32 } else { pad });
-                    }
-                }
-            }
-        }
-    }
-    Tensor::from_vec(t, (h / 2) * (w / 2) * c * 16, dev)
-}
-
-/// col2im scatter table of a 4×4 stride-2 padding-1 transposed conv from `[·, h, w]` to `[O, 2h, 2w]`: for
-/// each column entry (input pixel, o, ky, kx) its output index, or `O·2h·2w` (the dump slot) in the padding.
-fn scatter_table(o: usize, (h, w): (usize, usize), dev: &Device) -> Result<Tensor> {
-    let (ho, wo) = (2 * h, 2 * w);
-    let dump = (o * ho * wo) as u32;
-    let mut t = Vec::with_capacity(h * w * o * 16);
-    for m in 0..h {
-        for n in 0..w {
-            for oi in 0..o {
-                for ky in 0..4 {
-                    for kx in 0..4 {
-                        let (oy, ox) = ((2 * m + ky) as isize - 1, (2 * n + kx) as isize - 1);
-                        let inside = oy >= 0 && oy < ho as isize && ox >= 0 && ox < wo as isize;
-                        t.push(if inside { (oi * ho * wo) as u32 + (oy as usize * wo + ox as usize) as u32 } else { dump });
-                    }
-                }
-            }
-        }
-    }
-    Tensor::from_vec(t, h * w * o * 16, dev)
-}
-
 impl Linear {
     /// `x [K, B, I] → x·Wᵀ + b`, `[K, B, O]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 }
+
+/// The four 2×2 blocks of a 4×4 kernel, (dy, dx) = (0, 0), (0, 1), (1, 0), (1, 1): tap (ky, kx) =
+/// (2·dy + a, 2·dx + b) for pixel parities a, b.
+const BLOCKS: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 
 impl Conv {
     /// `x [K·B, C, H, W]` (trial-major) → `[K·B, O, H', W']`.
@@ -277,23 +237,40 @@ impl Conv {
         if (c, (h, w)) != (self.c, self.hw) {
             candle_core::bail!("stacked conv: input {:?}, layer built for [{}, {}, {}]", x.dims(), self.c, self.hw.0, self.hw.1);
         }
-        let b = n / k;
+        let (b, o) = (n / k, self.o);
         if self.up {
+            // Padded output pixel (2i + a, 2j + b) gets x[m, n]·W[ky = 2dy + a, kx = 2dx + b] from i = m + dy,
+            // j = n + dx: per block (dy, dx) the columns xᵀ·W[dy, dx] [h, w, O·2·2], shifted by (dy, dx).
             let p = h * w;
-            // Columns x_bᵀ · W: [K, B·P, C] · [K, C, O·16], then scattered into the images (col2im).
+            // W [K, C, O, 4, 4] as [K, C, (dy, dx, O, a, b)].
+            let wm = self.w.reshape(vec![k, c, o, 2, 2, 2, 2])?.permute(vec![0, 1, 3, 5, 2, 4, 6])?.contiguous()?.reshape((k, c, 16 * o))?;
             let xt = x.reshape((k, b, c, p))?.transpose(2, 3)?.contiguous()?.reshape((k, b * p, c))?;
-            let cols = xt.matmul(&self.w)?.reshape((n, p * self.o * 16))?;
-            let size = self.o * 4 * p;
-            let out = Tensor::zeros((n, size + 1), x.dtype(), x.device())?.index_add(&self.table, &cols, 1)?;
-            let y = out.narrow(1, 0, size)?.reshape((k, b, self.o, 4 * p))?.broadcast_add(&self.b)?;
-            y.reshape((n, self.o, 2 * h, 2 * w))
+            let cols = xt.matmul(&wm)?.reshape((n, h, w, 4, 4 * o))?;
+            let mut sum: Option<Tensor> = None;
+            for (i, &(dy, dx)) in BLOCKS.iter().enumerate() {
+                let block = cols.narrow(3, i, 1)?.squeeze(3)?.pad_with_zeros(1, dy, 1 - dy)?.pad_with_zeros(2, dx, 1 - dx)?;
+                sum = Some(match sum {
+                    Some(s) => (s + block)?,
+                    None => block,
+                });
+            }
+            // [N, h+1, w+1, O, a, b] → [N, O, (h+1, a), (w+1, b)], the padding cropped.
+            let padded = sum.expect("four blocks").reshape((n, h + 1, w + 1, o, 2, 2))?.permute((0, 3, 1, 4, 2, 5))?.reshape((n, o, 2 * h + 2, 2 * w + 2))?;
+            let y = padded.narrow(2, 1, 2 * h)?.narrow(3, 1, 2 * w)?.reshape((k, b, o, 4 * p))?.broadcast_add(&self.b)?;
+            y.reshape((n, o, 2 * h, 2 * w))
         } else {
-            let p = (h / 2) * (w / 2);
-            let flat = Tensor::cat(&[&x.reshape((n, c * h * w))?, &Tensor::zeros((n, 1), x.dtype(), x.device())?], 1)?;
-            let cols = flat.index_select(&self.table, 1)?.reshape((k, b * p, c * 16))?;
-            let y = cols.matmul(&self.w.t()?)?; // [K, B·P, O]
-            let y = y.reshape((k, b, p, self.o))?.transpose(2, 3)?.broadcast_add(&self.b)?;
-            y.contiguous()?.reshape((n, self.o, h / 2, w / 2))
+            // Padded input pixel (2i + a, 2j + b) → block (i, j), channel (c, a, b); output (m, n) reads blocks
+            // (m + dy, n + dx) with tap (2dy + a, 2dx + b).
+            let (ho, wo) = (h / 2, w / 2);
+            let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+            let s2d = xp.reshape((n, c, ho + 1, 2, wo + 1, 2))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((n, ho + 1, wo + 1, 4 * c))?;
+            let views: Vec<Tensor> = BLOCKS.iter().map(|&(dy, dx)| s2d.narrow(1, dy, ho)?.narrow(2, dx, wo)).collect::<Result<_>>()?;
+            let cols = Tensor::cat(&views, 3)?.reshape((k, b * ho * wo, 16 * c))?;
+            // W [K, O, C, 4, 4] as [K, (dy, dx, C, a, b), O].
+            let wm = self.w.reshape(vec![k, o, c, 2, 2, 2, 2])?.permute(vec![0, 3, 5, 2, 4, 6, 1])?.contiguous()?.reshape((k, 16 * c, o))?;
+            let y = cols.matmul(&wm)?; // [K, B·P, O]
+            let y = y.reshape((k, b, ho * wo, o))?.transpose(2, 3)?.broadcast_add(&self.b)?;
+            y.contiguous()?.reshape((n, o, ho, wo))
         }
     }
 }

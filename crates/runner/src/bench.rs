@@ -54,6 +54,9 @@ pub struct BenchResult {
     pub threads: usize,
     /// Data-parallel shards per batch (`train.shards`; 1: none).
     pub shards: usize,
+    /// Trials trained together as one stacked computation (`--stack K`; 0: one trial, the zoo's model).
+    /// `images_per_sec` counts every trial's images.
+    pub stack: usize,
     pub steps: usize,
     pub images_per_sec: f64,
     pub step_ms_p50: f64,
@@ -97,13 +100,63 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
             times.push(t.elapsed().as_secs_f64());
         }
     }
+    Ok(result(model, batch, dev, shards, 0, times))
+}
+
+/// `k` trials of `model`, seeds `seed, seed + 1, …`, trained as one stacked computation
+/// ([`vaelab_models::stacked::StackedVae`]; #8's batched-trial sweep). Each trial draws its own batches and
+/// noise from its own generator, as it would alone; a step is every trial's step, and its objectives are read
+/// back to the host.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k: usize, data_dir: &str, seed: u64, dev: &Device) -> Result<BenchResult> {
+    use vaelab_models::stacked::StackedVae;
+    if k == 0 {
+        anyhow::bail!("--stack 0: a stack needs at least one trial");
+    }
+    let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
+    let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
+    let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
+    let spec = model.spec();
+    let varmaps: Vec<candle_nn::VarMap> = (0..k).map(|_| candle_nn::VarMap::new()).collect();
+    for (j, vm) in varmaps.iter().enumerate() {
+        vaelab_models::build(&spec, &info, vm, seed + j as u64, &Device::Cpu)?;
+    }
+    let stack = StackedVae::new(&vec![spec; k], &data.sample_shape, &varmaps.iter().collect::<Vec<_>>(), dev)?;
+    let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let mut adam = vaelab_train::stacked::StackedAdam::new(stack.vars(), vec![config.lr; k], config);
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = (0..k).map(|j| rand_chacha::ChaCha8Rng::seed_from_u64(seed + j as u64)).collect();
+    let n = data.train.n;
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..warmup + steps {
+        let t = Instant::now();
+        let (mut xs, mut eps) = (Vec::with_capacity(k), Vec::with_capacity(k));
+        for rng in rngs.iter_mut() {
+            let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
+            xs.push(make_batch(&data.train, &data, &idx, Binarize::Dynamic, rng, &Device::Cpu)?.x);
+            eps.push(vaelab_models::init::randn(rng, (batch, stack.latent_dim()), &Device::Cpu)?);
+        }
+        // One host-to-device copy each for the batches and the noise of all trials.
+        let (x, eps) = (candle_core::Tensor::stack(&xs, 0)?.to_device(dev)?, candle_core::Tensor::stack(&eps, 0)?.to_device(dev)?);
+        let losses = stack.loss(&x, &eps)?;
+        adam.backward_step(&losses.objective.sum_all()?)?;
+        let _ = losses.objective.to_vec1::<f32>()?;
+        if step >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(result(model, batch * k, dev, 1, k, times))
+}
+
+/// A measurement from its step times; `images` per step.
+fn result(model: RefModel, images: usize, dev: &Device, shards: usize, stack: usize, mut times: Vec<f64>) -> BenchResult {
+    let steps = times.len();
     let total: f64 = times.iter().sum();
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize] * 1e3;
-    Ok(BenchResult {
+    BenchResult {
         impl_: "vaelab",
         model: model.name(),
-        batch,
+        batch: if stack > 0 { images / stack } else { images },
         device: match dev.location() {
             candle_core::DeviceLocation::Cpu => "cpu".into(),
             candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
@@ -111,13 +164,14 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
         },
         threads: candle_core::utils::get_num_threads(),
         shards,
+        stack,
         steps,
-        images_per_sec: (steps * batch) as f64 / total,
+        images_per_sec: (steps * images) as f64 / total,
         step_ms_p50: pct(0.5),
         step_ms_p90: pct(0.9),
         step_ms_p99: pct(0.99),
         peak_rss_mib: peak_rss_mib(),
-    })
+    }
 }
 
 /// `cpu`, `cuda` or `cuda:N`. A build without the `cuda` feature answers `cuda` with candle's error.
