@@ -5,7 +5,10 @@
 #   mkdir -p .gpu-data && cp -r "$VAELAB_DATA/mnist" .gpu-data/   # ../shared does not travel
 # then on the GPU machine (the device tool: carry target/cuda/vaelab.gz and .gpu-data):
 #   scripts/gpu-bench.sh [ROUNDS]      (env: BATCHES, default "128 1024 8192"; STEPS, default 200;
-#                                       VAELAB_GZ, the build to run, default target/cuda/vaelab.gz)
+#                                       VAELAB_GZ, the build to run, default target/cuda/vaelab.gz;
+#                                       PART, "table" (default): scripts/bench.sh, one trial per process;
+#                                       "stack": scripts/stack-bench.sh, K trials stacked in one vaelab process
+#                                       against P PyTorch processes at once — each part fits one device call)
 # vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +22,9 @@ cudnn=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0] + '/lib'
 [ -n "$cudnn" ] && export LD_LIBRARY_PATH=$cudnn:$LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 export VAELAB_DATA=${VAELAB_DATA:-.gpu-data} DEVICE=${DEVICE:-cuda} VAELAB_BIN=$bin PEER_PYTHON=${PEER_PYTHON:-python3}
-export BATCHES=${BATCHES:-128 1024 8192} STEPS=${STEPS:-200}
-scripts/bench.sh "${1:-3}"
+export STEPS=${STEPS:-200}
+case "${PART:-table}" in
+  table) BATCHES=${BATCHES:-128 1024 8192} scripts/bench.sh "${1:-3}";;
+  stack) scripts/stack-bench.sh "${1:-3}";;
+  *) echo "PART=${PART}: table or stack" >&2; exit 2;;
+esac

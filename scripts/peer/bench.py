@@ -58,7 +58,10 @@ def main():
     model = (MlpVae() if args.model == "mlp" else ConvVae(latent=16)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     times = []
+    t_start = None
     for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            t_start = time.time()  # wall clock, comparable across processes (scripts/stack-bench.sh)
         t = time.perf_counter()
         idx = torch.randint(0, len(train), (args.batch,), generator=gen)
         x = torch.bernoulli(train[idx], generator=gen).to(dev)
@@ -78,6 +81,7 @@ def main():
         "images_per_sec": args.steps * args.batch / float(np.sum(times)),
         "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9), "step_ms_p99": pct(0.99),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "t_start": t_start, "t_end": time.time(),
         **({"peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20} if dev.type == "cuda" else {}),
     }), flush=True)
 

@@ -41,6 +41,7 @@ impl StackedAdam {
         // α_t = α·√(1−β2^t)/(1−β1^t) and ε̂ = ε·√(1−β2^t), rounded to f32 as the solo optimizer rounds them.
         let lr_t: Vec<f32> = self.lrs.iter().map(|lr| (lr * bc2.sqrt() / bc1) as f32).collect();
         let eps_t = (self.eps * bc2.sqrt()) as f32 as f64;
+        let mut lr: Option<Tensor> = None; // one host-to-device copy a step, viewed per parameter's rank
         for (var, slot) in self.vars.iter().zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
             let (m, v) = match slot.take() {
@@ -49,10 +50,13 @@ impl StackedAdam {
             };
             let m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
             let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+            let lr = match &lr {
+                Some(t) => t.clone(),
+                None => lr.insert(Tensor::from_slice(&lr_t, lr_t.len(), var.device())?).clone(),
+            };
             let mut shape = vec![1usize; var.rank()];
             shape[0] = lr_t.len();
-            let lr = Tensor::from_slice(&lr_t, shape, var.device())?;
-            let step = (&m / (v.sqrt()? + eps_t)?)?.broadcast_mul(&lr)?;
+            let step = (&m / (v.sqrt()? + eps_t)?)?.broadcast_mul(&lr.reshape(shape)?)?;
             var.set(&(var.as_tensor().detach() - step)?)?;
             *slot = Some((m, v));
         }
