@@ -123,7 +123,7 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
     }
     let stack = StackedVae::new(&vec![spec; k], &data.sample_shape, &varmaps.iter().collect::<Vec<_>>(), dev)?;
     let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    let mut adam = vaelab_train::stacked::StackedAdam::new(stack.vars(), vec![config.lr; k], config);
+    let mut adam = vaelab_train::stacked::StackedAdam::new(stack.vars(), k, config)?;
     let mut rngs: Vec<rand_chacha::ChaCha8Rng> = (0..k).map(|j| rand_chacha::ChaCha8Rng::seed_from_u64(seed + j as u64)).collect();
     let n = data.train.n;
     let mut times = Vec::with_capacity(steps);
@@ -138,7 +138,7 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
         // One host-to-device copy each for the batches and the noise of all trials.
         let (x, eps) = (candle_core::Tensor::stack(&xs, 0)?.to_device(dev)?, candle_core::Tensor::stack(&eps, 0)?.to_device(dev)?);
         let losses = stack.loss(&x, &eps)?;
-        adam.backward_step(&losses.objective.sum_all()?)?;
+        adam.step(&losses.objective.sum_all()?.backward()?, &vec![config.lr; k], &vec![true; k])?;
         let _ = losses.objective.to_vec1::<f32>()?;
         if step >= warmup {
             times.push(t.elapsed().as_secs_f64());

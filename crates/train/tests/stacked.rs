@@ -64,7 +64,8 @@ fn train_stacked(trials: &[Trial]) -> (Vec<Vec<f32>>, Vec<Vec<(String, Vec<f32>)
     let specs: Vec<ModelSpec> = trials.iter().map(|t| t.spec.clone()).collect();
     let maps: Vec<&VarMap> = trials.iter().map(|t| &t.varmap).collect();
     let stack = StackedVae::new(&specs, &SHAPE, &maps, &Device::Cpu).unwrap();
-    let mut adam = StackedAdam::new(stack.vars(), trials.iter().map(|t| t.lr).collect(), config(0.0));
+    let mut adam = StackedAdam::new(stack.vars(), trials.len(), config(0.0)).unwrap();
+    let lrs: Vec<f64> = trials.iter().map(|t| t.lr).collect();
     let mut objectives = vec![vec![]; trials.len()];
     for step in 1..=STEPS {
         let (mut xs, mut eps) = (vec![], vec![]);
@@ -77,7 +78,7 @@ fn train_stacked(trials: &[Trial]) -> (Vec<Vec<f32>>, Vec<Vec<(String, Vec<f32>)
         for (o, v) in objectives.iter_mut().zip(losses.objective.to_vec1::<f32>().unwrap()) {
             o.push(v);
         }
-        adam.backward_step(&losses.objective.sum_all().unwrap()).unwrap();
+        adam.step(&losses.objective.sum_all().unwrap().backward().unwrap(), &lrs, &vec![true; trials.len()]).unwrap();
     }
     let weights = trials
         .iter()
