@@ -64,6 +64,13 @@ enum Command {
         /// Run only the K-th trial of the expansion (as `vaelab validate` numbers them).
         #[arg(long)]
         trial: Option<usize>,
+        /// Train up to K trials of one architecture (vae / beta_vae, same data, batch size and Adam β's) together
+        /// as one stacked computation on `--device`; other trials run alone. Meant for a GPU.
+        #[arg(long)]
+        stack: Option<usize>,
+        /// Where stacks run: `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`). Only with --stack.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Write an sbatch job-array script (one task per trial) into the sweep directory and print how to submit it.
     Slurm {
@@ -391,7 +398,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Command::Run { spec, jobs, runs_dir, trial } => {
+        Command::Run { spec, jobs, runs_dir, trial, stack, device } => {
             let (file, plan) = match load(&spec) {
                 Ok(x) => x,
                 Err(e) => {
@@ -400,7 +407,7 @@ fn main() -> ExitCode {
                 }
             };
             let trial = trial.or_else(|| std::env::var("SLURM_ARRAY_TASK_ID").ok().and_then(|s| s.parse().ok()));
-            match run_plan(&plan, &file, &RunOptions { runs_dir, jobs, only_trial: trial }) {
+            match run_plan(&plan, &file, &RunOptions { runs_dir, jobs, only_trial: trial, stack, device }) {
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::from(2)

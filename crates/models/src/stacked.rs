@@ -90,7 +90,7 @@ impl StackedVae {
         let k = specs.len();
         let mut betas = Vec::with_capacity(k);
         for s in specs {
-            betas.push(supported(s)? as f32);
+            betas.push(stackable(s)? as f32);
             let arch = |s: &ModelSpec| (s.backbone, s.hidden.clone(), s.channels.clone(), s.latent_dim, s.likelihood);
             if arch(s) != arch(first) {
                 candle_core::bail!("stacked trials: every trial needs the same architecture ({:?} vs {:?})", arch(s), arch(first));
@@ -182,8 +182,8 @@ impl StackedVae {
     }
 }
 
-/// Trial j's KL weight, or why its spec cannot be stacked.
-fn supported(s: &ModelSpec) -> Result<f64> {
+/// A trial's KL weight in a stack, or why its model cannot be stacked.
+pub fn stackable(s: &ModelSpec) -> Result<f64> {
     let beta = match s.kind.as_str() {
         "vae" => 1.0,
         "beta_vae" if s.capacity.is_none() => s.beta,

@@ -26,6 +26,54 @@ pub struct RunOptions {
     pub jobs: Option<usize>,
     /// Run only the trial with this index.
     pub only_trial: Option<usize>,
+    /// Train up to this many trials of one architecture together as one stacked computation (`--stack`), on
+    /// `device`; trials a stack cannot take run alone.
+    pub stack: Option<usize>,
+    /// Where stacks run: `cpu`, `cuda`, `cuda:N` (trials alone always run on the CPU).
+    pub device: String,
+}
+
+/// What one worker of the sweep runs next: a trial alone, or trials as one stack.
+enum Work<'a> {
+    Alone(&'a Trial),
+    Stack(Vec<&'a Trial>),
+}
+
+/// Why `trial` cannot join a stack, if it cannot; else the key it shares with the trials it can be stacked
+/// with (dataset, architecture, batch size, Adam's β's).
+fn stack_key(trial: &Trial) -> Result<String, String> {
+    let (m, t) = (&trial.spec.model, &trial.spec.train);
+    // (Without the backtrace candle appends when RUST_BACKTRACE is set.)
+    vaelab_models::stacked::stackable(m).map_err(|e| e.to_string().split("\n   0: ").next().unwrap_or_default().trim_end().to_string())?;
+    if t.shards > 1 || !t.groups.is_empty() {
+        return Err("stacked trials: train.shards and train.groups are not stacked".into());
+    }
+    Ok(format!("{}|{:?}|{:?}|{:?}|{}|{}|{}|{}", data_key(&trial.spec.data), m.backbone, m.hidden, m.channels, m.latent_dim, t.batch_size, t.beta1, t.beta2))
+}
+
+/// The queue's trials in stacks of up to `k` (queue order within each key), and the ones a stack cannot take
+/// alone, each with the reason.
+fn into_stacks(queue: VecDeque<&Trial>, k: usize) -> (VecDeque<Work<'_>>, Vec<(String, String)>) {
+    let mut keys: Vec<(String, Vec<&Trial>)> = vec![];
+    let (mut work, mut alone) = (VecDeque::new(), vec![]);
+    for t in queue {
+        match stack_key(t) {
+            Ok(key) => match keys.iter_mut().find(|(k2, _)| *k2 == key) {
+                Some((_, v)) => v.push(t),
+                None => keys.push((key, vec![t])),
+            },
+            Err(why) => {
+                alone.push((t.id.clone(), why));
+                work.push_back(Work::Alone(t));
+            }
+        }
+    }
+    for (_, trials) in keys {
+        for chunk in trials.chunks(k.max(1)) {
+            work.push_back(Work::Stack(chunk.to_vec()));
+        }
+    }
+    (work, alone)
 }
 
 pub struct RunReport {
@@ -179,8 +227,17 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
             _ => queue.push_back(*t),
         }
     }
-    let jobs = opts.jobs.or(file.spec.sweep.jobs).unwrap_or(2).clamp(1, cores()).min(queue.len().max(1));
     let total = queue.len();
+    let (queue, alone) = match opts.stack {
+        None => (queue.into_iter().map(Work::Alone).collect::<VecDeque<_>>(), vec![]),
+        Some(_) if opts.only_trial.is_some() => anyhow::bail!("--stack with --trial: one trial is not a stack"),
+        Some(k) => into_stacks(queue, k),
+    };
+    let stack_device = match opts.stack {
+        Some(_) => Some(crate::bench::parse_device(&opts.device)?),
+        None => None,
+    };
+    let jobs = opts.jobs.or(file.spec.sweep.jobs).unwrap_or(2).clamp(1, cores()).min(queue.len().max(1));
     let kernel_threads = (cores() / jobs).max(1);
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Read by candle for every gemm; set before any worker thread exists.
@@ -209,6 +266,13 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
     ));
 
+    if opts.stack.is_some() {
+        let stacks: Vec<usize> = queue.iter().filter_map(|w| if let Work::Stack(v) = w { Some(v.len()) } else { None }).collect();
+        say(format!("vaelab: {} trial(s) in {} stack(s) of {:?} on {}, {} alone", stacks.iter().sum::<usize>(), stacks.len(), stacks, opts.device, alone.len()));
+        for (id, why) in &alone {
+            say(format!("  {id} runs alone: {why}"));
+        }
+    }
     let asha = file.spec.sweep.early_stop.clone().map(|es| Asha::load(&sweep_dir, es));
     let queue = Mutex::new(queue);
     let results: Mutex<Vec<TrialStatus>> = Mutex::new(vec![]);
@@ -217,10 +281,8 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let show = |c: &(usize, usize, usize)| format!("{} running, {} failed, {} pruned", c.0, c.1, c.2);
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores().max(jobs)).build()?;
-    pool.scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|_| loop {
-                let Some(trial) = queue.lock().unwrap().pop_front() else { break };
+    // One trial to its end, on the calling thread (with its stack's handle when it is one of a stack).
+    let run_one = |trial: &Trial, member: Option<vaelab_train::stacked::StackMember>| {
                 let key = data_key(&trial.spec.data);
                 let data = datasets[&key].clone();
                 let net = feature_nets.get(&key).cloned();
@@ -246,7 +308,7 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                     Some(a) => (a.rule.rungs(total_steps), Some(Box::new(|step: u64, m: &[(String, f64)]| a.judge(step, m)))),
                     None => (vec![], None),
                 };
-                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress, rungs, judge);
+                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress, rungs, judge, member);
                 bar.finish_and_clear();
                 mp.remove(&bar);
                 let line = match status.status {
@@ -269,6 +331,28 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
                 overall.inc(1);
                 overall.set_message(msg);
                 results.lock().unwrap().push(status);
+    };
+    pool.scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|_| loop {
+                let Some(work) = queue.lock().unwrap().pop_front() else { break };
+                match work {
+                    Work::Alone(trial) => run_one(trial, None),
+                    Work::Stack(trials) => {
+                        let t = &trials[0].spec.train;
+                        let config = vaelab_train::AdamConfig { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: 1e-8 };
+                        let dev = stack_device.clone().expect("parsed with --stack");
+                        let stack = vaelab_train::stacked::Stack::new(trials.len(), dev, config);
+                        // Each trial's own loop on its own thread; they meet in the stack at every step.
+                        std::thread::scope(|scope| {
+                            for (j, trial) in trials.iter().enumerate() {
+                                let member = stack.member(j, trial.spec.model.clone());
+                                let run_one = &run_one;
+                                scope.spawn(move || run_one(trial, Some(member)));
+                            }
+                        });
+                    }
+                }
             });
         }
     });

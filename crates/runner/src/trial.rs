@@ -131,6 +131,7 @@ pub fn run_trial(
     progress: &mut dyn FnMut(Progress),
     rungs: Vec<u64>,
     judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>,
+    mut stack: Option<vaelab_train::stacked::StackMember>,
 ) -> TrialStatus {
     let start = Instant::now();
     let mut status = TrialStatus {
@@ -213,11 +214,13 @@ pub fn run_trial(
             log,
             &dir.checkpoint(),
             progress,
-            vaelab_train::Control { resume, rungs, judge, extra: Some(extra) },
+            vaelab_train::Control { resume, rungs, judge, extra: Some(extra), stack: stack.take() },
         )?;
         log.flush()?;
         Ok(outcome)
     })();
+    // A trial that failed before training leaves its stack here (the others wait for it otherwise).
+    drop(stack);
     status.wall_time_s = start.elapsed().as_secs_f64();
     match result {
         Ok(o) => {

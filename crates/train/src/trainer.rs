@@ -92,6 +92,9 @@ pub struct Control<'a> {
     pub judge: Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + 'a>>,
     /// Metrics beyond the model's own (the spec's `metrics:`), computed at each evaluation.
     pub extra: Option<ExtraMetrics<'a>>,
+    /// Train as one trial of a stack ([`crate::stacked`]): the stack takes each step (forward, backward,
+    /// update of all its trials at once); this loop keeps everything else. The model must be one a stack takes.
+    pub stack: Option<crate::stacked::StackMember>,
 }
 
 /// Called at each evaluation with the model and whether it is the last one; returns named test metrics.
@@ -158,6 +161,13 @@ pub fn train(
             opt.set_state(*t, m)?;
         }
     }
+    if let Some(member) = control.stack.as_mut() {
+        if spec.shards > 1 || opts.len() != 1 || phases.len() != 1 || phases[0].repeats != 1 {
+            return Err(anyhow::anyhow!("stacked trials: one parameter group, one phase and train.shards: 1 only").into());
+        }
+        // The weights as built or restored, and the optimizer state restored with them.
+        member.join(&data.sample_shape, varmap, opts[0].t, opts[0].state().map(|(_, m)| m).collect())?;
+    }
     let first = state.step + 1;
     let earlier_seconds = state.seconds;
     let mut evals = std::mem::take(&mut state.evals);
@@ -198,7 +208,7 @@ pub fn train(
             opts.iter_mut().zip(&base_lr).for_each(|(o, base)| o.set_lr(base * decay));
             // Each phase's terms from its last repeat, phases in order.
             let mut terms: Vec<(&'static str, f32)> = vec![];
-            let joint = match phases.iter().all(|p| p.repeats == 1) {
+            let joint = match control.stack.is_none() && phases.iter().all(|p| p.repeats == 1) {
                 true => model.joint_losses(&batch, &mut ModelCtx { rng: &mut noise_rng, step })?,
                 false => None,
             };
@@ -215,7 +225,17 @@ pub fn train(
                 }
             };
             let mut skipped = false;
-            if let Some(all) = joint {
+            if let Some(member) = control.stack.as_mut() {
+                // The noise the solo VAE would draw from this stream (`Vae::sample_posterior`).
+                let eps = vaelab_models::init::randn(&mut noise_rng, (batch.x.dim(0)?, member.latent_dim()), &Device::Cpu)?;
+                let stepped = member.step(&batch.x, &eps, base_lr[0] * decay)?;
+                if stepped[0].1.is_finite() {
+                    terms.extend(stepped);
+                } else {
+                    bad_batch(step)?;
+                    skipped = true;
+                }
+            } else if let Some(all) = joint {
                 // Simultaneous update: every gradient from the same parameters, then every step.
                 let mut grads = Vec::with_capacity(all.len());
                 for l in &all {
@@ -292,7 +312,14 @@ pub fn train(
                 last_log = (Instant::now(), step);
             }
             let at_rung = control.rungs.contains(&step);
-            if step % spec.eval_every == 0 || step == total || at_rung {
+            let evaluating = step % spec.eval_every == 0 || step == total || at_rung;
+            if let Some(member) = control.stack.as_ref().filter(|_| evaluating || spec.checkpoint_every.is_some_and(|k| step % k == 0)) {
+                // The evaluation and the checkpoint read this trial's weights and moments from its own model
+                // and optimizer.
+                let (t, moments) = member.sync(varmap)?;
+                opts[0].set_state(t, moments)?;
+            }
+            if evaluating {
                 let eval_started = Instant::now();
                 let mut metrics = evaluate(model, data, &data.test, binarize, spec, seed, step)?;
                 if let Some(extra) = control.extra.as_mut() {
