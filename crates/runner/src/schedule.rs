@@ -269,6 +269,9 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     if opts.stack.is_some() {
         let stacks: Vec<usize> = queue.iter().filter_map(|w| if let Work::Stack(v) = w { Some(v.len()) } else { None }).collect();
         say(format!("vaelab: {} trial(s) in {} stack(s) of {:?} on {}, {} alone", stacks.iter().sum::<usize>(), stacks.len(), stacks, opts.device, alone.len()));
+        if stack_device.as_ref().is_some_and(|d| d.is_cpu()) {
+            say("  (on the CPU a stack runs candle's generic ops, several times slower than trials alone: --stack is meant for a GPU)".into());
+        }
         for (id, why) in &alone {
             say(format!("  {id} runs alone: {why}"));
         }
