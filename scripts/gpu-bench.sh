@@ -8,7 +8,10 @@
 #                                       VAELAB_GZ, the build to run, default target/cuda/vaelab.gz;
 #                                       PART, "table" (default): scripts/bench.sh, one trial per process;
 #                                       "stack": scripts/stack-bench.sh, K trials stacked in one vaelab process
-#                                       against P PyTorch processes at once — each part fits one device call)
+#                                       against P PyTorch processes at once; "sweep": experiments/stack-sweep.yaml,
+#                                       32 trials as one stack (SWEEP_SPEC: another spec), and images/s over the
+#                                       whole sweep — each part
+#                                       fits one device call)
 # vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +29,22 @@ export STEPS=${STEPS:-200}
 case "${PART:-table}" in
   table) BATCHES=${BATCHES:-128 1024 8192} scripts/bench.sh "${1:-3}";;
   stack) scripts/stack-bench.sh "${1:-3}";;
-  *) echo "PART=${PART}: table or stack" >&2; exit 2;;
+  sweep)
+    runs=$(mktemp -d)
+    "$bin" run "${SWEEP_SPEC:-experiments/stack-sweep.yaml}" --stack 32 --device "$DEVICE" --runs-dir "$runs" 2>&1 | tee "$runs/log" | grep -v "step .*loss" || true
+    # All trials' training images (steps × batch, from each trial's status and spec) over the sweep's wall time,
+    # evaluations and checkpoints included.
+    python3 - "$runs" <<'PY'
+import glob, re, sys
+runs = sys.argv[1]
+secs = float(re.search(r"vaelab: \d+ trials finished in ([0-9.]+)s", open(runs + "/log").read()).group(1))
+images = 0
+for st in glob.glob(runs + "/*/*/*/status.yaml"):
+    steps = int(re.search(r"^steps: (\d+)", open(st).read(), re.M).group(1))
+    batch = int(re.search(r"batch_size: (\d+)", open(st.replace("status.yaml", "spec.yaml")).read()).group(1))
+    images += steps * batch
+print(f"stack sweep: {images:,} training images in {secs:.1f} s = {images / secs:,.0f} images/s over all trials")
+PY
+    ;;
+  *) echo "PART=${PART}: table, stack or sweep" >&2; exit 2;;
 esac
