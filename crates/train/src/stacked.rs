@@ -249,8 +249,9 @@ impl Stack {
         let xs: Vec<Tensor> = xs.into_iter().map(|x| x.unwrap_or_else(|| zx.clone())).collect();
         let eps: Vec<Tensor> = eps.into_iter().map(|e| e.unwrap_or_else(|| ze.clone())).collect();
         let losses = built.vae.loss(&Tensor::stack(&xs, 0)?.to_device(dev)?, &Tensor::stack(&eps, 0)?.to_device(dev)?)?;
-        let host = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
-        let (obj, recon, kl) = (host(&losses.objective)?, host(&losses.recon)?, host(&losses.kl)?);
+        // One device-to-host copy a step for all three.
+        let terms = Tensor::stack(&[&losses.objective, &losses.recon, &losses.kl], 0)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let [obj, recon, kl] = <[Vec<f32>; 3]>::try_from(terms).map_err(|_| candle_core::Error::Msg("stacked terms".into()))?;
         // A non-finite objective is not stepped on (the trainer then fails the trial or skips the batch).
         active.iter_mut().zip(&obj).for_each(|(a, o)| *a &= o.is_finite());
         if active.iter().any(|&a| a) {
