@@ -5,6 +5,7 @@
 //! The trainer only talks to that trait; it never matches on a model's name.
 //!
 //! Adding a model = one module under [`zoo`] plus one line in [`registry::MODELS`] (see CONTRIBUTING.md).
+//! [`stacked`] trains K VAEs of one architecture as one batched computation (a sweep's trials on one GPU).
 //!
 //! Weights are initialised from a seeded generator ([`init::SeededInit`]) because candle's CPU RNG cannot be
 //! seeded; that is what makes two runs of the same spec and seed identical.

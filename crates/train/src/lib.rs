@@ -5,7 +5,8 @@
 //! trial seed, so the same spec and seed give the same numbers on CPU. Evaluation runs on the whole test split
 //! every `eval_every` steps and at the end; a non-finite loss stops the trial with [`TrainError::Diverged`].
 //! With `train.shards`, models whose objective is a per-example mean split each batch over threads
-//! ([`shards`]): one join a step instead of one per op.
+//! ([`shards`]): one join a step instead of one per op. With [`Control::stack`], a trial is one of a [`stacked`]
+//! computation: K trials of one architecture take each step together (on a GPU), each keeping its own loop.
 
 pub mod checkpoint;
 mod spec;
