@@ -43,7 +43,7 @@ pub struct StackedVae {
     decoder: Net,
 }
 
-/// One network's layers, each naming its stacked parameters by index into `params`.
+/// One network's layers (their tensors are the stacked `Var`s of `params`, so gradients reach them).
 enum Net {
     /// Dense layers, ReLU between (none after the last).
     Mlp(Vec<Linear>),
