@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 mod common;
 use common::{sweep_dir, text, vaelab, write_spec};
 
-/// Conv β-VAEs at three learning rates (the last diverges), and the same as AEs (a stack does not take them).
+/// Conv β-VAEs, AEs and β-TCVAEs (a stack does not take those) at three learning rates; the last diverges.
 const SPEC: &str = "\
 name: stacked
 seed: 3
@@ -30,7 +30,7 @@ train:
   log_every: 5
 sweep:
   grid:
-    model.kind: [beta_vae, ae]
+    model.kind: [beta_vae, ae, beta_tc_vae]
     train.lr: [0.001, 0.003, 1.0e+12]
 ";
 
@@ -56,17 +56,18 @@ fn stacked_trials_train_as_they_would_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), "stacked.yaml", SPEC);
     let log = run(&spec, "in_one", &["--stack", "8"], tmp.path());
-    assert!(log.contains("3 trial(s) in 1 stack(s) of [3] on cpu, 3 alone"), "{log}");
-    assert!(log.contains("runs alone: stacked trials: model.kind `ae` cannot be stacked"), "{log}");
+    assert!(log.contains("6 trial(s) in 2 stack(s) of [3, 3] on cpu, 3 alone"), "{log}");
+    assert!(log.contains("runs alone: stacked trials: model.kind `beta_tc_vae` cannot be stacked"), "{log}");
     run(&spec, "one_each", &["--stack", "1"], tmp.path());
     run(&spec, "unstacked", &[], tmp.path());
     let (stacked, each, alone) = (finals(&tmp.path().join("in_one")), finals(&tmp.path().join("one_each")), finals(&tmp.path().join("unstacked")));
 
     // In a stack of three, each trial gives the same bits as in a stack of its own: its slice never mixes with
-    // the others' — including the one that diverges and fails at step 2 while the other two go on.
+    // the others' — including the one that diverges and fails at step 2 while the other two go on. (The AEs
+    // are a stack of their own: a stack holds AEs or VAEs.)
     assert!(stacked.equals_missing(&each), "stack of 3:\n{stacked}\nstacks of 1:\n{each}");
     let status: Vec<String> = stacked.column("status").unwrap().str().unwrap().iter().map(|s| s.unwrap_or_default().to_string()).collect();
-    assert_eq!(status, ["completed", "completed", "failed", "completed", "completed", "failed"], "{stacked}");
+    assert_eq!(status, ["completed", "completed", "failed"].repeat(3), "{stacked}");
     let reasons = sweep_dir(&tmp.path().join("in_one"), "stacked");
     let failed = std::fs::read_to_string(common::trials(&reasons)[2].join("status.yaml")).unwrap();
     assert!(failed.contains("reason: non-finite loss at step 2"), "{failed}");
@@ -88,8 +89,8 @@ fn stacked_trials_train_as_they_would_alone() {
 #[test]
 fn a_killed_stacked_sweep_resumes_to_the_same_results() {
     let tmp = tempfile::tempdir().unwrap();
-    // The stack's trials only: every checkpoint written is one of theirs.
-    let body = SPEC.replace("  log_every: 5\n", "  log_every: 5\n  checkpoint_every: 3\n").replace("    model.kind: [beta_vae, ae]\n", "");
+    // The β-VAE stack's trials only: every checkpoint written is one of theirs.
+    let body = SPEC.replace("  log_every: 5\n", "  log_every: 5\n  checkpoint_every: 3\n").replace("    model.kind: [beta_vae, ae, beta_tc_vae]\n", "");
     let spec = write_spec(tmp.path(), "stacked.yaml", &body);
     run(&spec, "whole", &["--stack", "8"], tmp.path());
     // Killed while writing a checkpoint at step 9 (the two trials that do not diverge write one every 3 steps);

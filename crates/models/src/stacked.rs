@@ -22,8 +22,9 @@
 //! a trial trained in a stack gives the same bits as in a stack of one (`crates/train/tests/stacked.rs`), and
 //! a diverging trial (NaN) leaves the others untouched.
 //!
-//! Scope: `vae` and `beta_vae` (β form, no warm-up), MLP or conv backbone without batch norm, Bernoulli
-//! likelihood, unconditional — the reference models of `vaelab bench`. Parameters are stacked from each
+//! Scope: `ae`, `vae` and `beta_vae` (β form, no warm-up) — a stack holds AEs or VAEs, not both — with an MLP
+//! or conv backbone without batch norm, Bernoulli or Gaussian likelihood, unconditional (the reference models
+//! of `vaelab bench` among them). Parameters are stacked from each
 //! trial's own var map (as `vaelab_models::build` initialised it) and written back with
 //! [`StackedVae::write_back`], so a trial's checkpoint and evaluation are the solo model's.
 
@@ -35,8 +36,9 @@ use candle_nn::VarMap;
 pub struct StackedVae {
     k: usize,
     latent: usize,
-    /// `[K, 1]`: each trial's KL weight.
-    beta: Tensor,
+    /// `[K, 1]`: each trial's KL weight (VAEs); `None`: a stack of AEs (deterministic codes, no KL).
+    beta: Option<Tensor>,
+    likelihood: Likelihood,
     /// The stacked parameters by the solo models' names, name-sorted.
     params: Vec<(String, Var)>,
     encoder: Net,
@@ -73,10 +75,11 @@ struct Conv {
 
 /// The per-trial terms of one step, `[K]` each.
 pub struct StackedLosses {
-    /// recon + β·KL, the batch mean (what each trial's optimizer minimises).
+    /// recon + β·KL (VAEs) or recon (AEs), the batch mean (what each trial's optimizer minimises).
     pub objective: Tensor,
     pub recon: Tensor,
-    pub kl: Tensor,
+    /// VAEs only.
+    pub kl: Option<Tensor>,
 }
 
 impl StackedVae {
@@ -90,8 +93,8 @@ impl StackedVae {
         let k = specs.len();
         let mut betas = Vec::with_capacity(k);
         for s in specs {
-            betas.push(stackable(s)? as f32);
-            let arch = |s: &ModelSpec| (s.backbone, s.hidden.clone(), s.channels.clone(), s.latent_dim, s.likelihood);
+            betas.push(stackable(s)?);
+            let arch = |s: &ModelSpec| (stackable(s).map(|b| b.is_some()).unwrap_or_default(), s.backbone, s.hidden.clone(), s.channels.clone(), s.latent_dim, s.likelihood);
             if arch(s) != arch(first) {
                 candle_core::bail!("stacked trials: every trial needs the same architecture ({:?} vs {:?})", arch(s), arch(first));
             }
@@ -133,7 +136,11 @@ impl StackedVae {
                 (Net::ConvEncoder { convs, head: linear("encoder.out")? }, Net::ConvDecoder { fc: linear("decoder.fc")?, start, deconvs })
             }
         };
-        Ok(StackedVae { k, latent: first.latent_dim, beta: Tensor::from_vec(betas, (k, 1), dev)?, params, encoder, decoder })
+        let beta = match betas.iter().map(|b| b.map(|b| b as f32)).collect::<Option<Vec<f32>>>() {
+            Some(b) => Some(Tensor::from_vec(b, (k, 1), dev)?),
+            None => None, // AEs (the architecture check keeps AEs and VAEs apart)
+        };
+        Ok(StackedVae { k, latent: first.latent_dim, beta, likelihood: first.likelihood, params, encoder, decoder })
     }
 
     /// Trials in the stack.
@@ -141,8 +148,9 @@ impl StackedVae {
         self.k
     }
 
-    pub fn latent_dim(&self) -> usize {
-        self.latent
+    /// The size of each example's reparameterisation noise: the latent size for VAEs, none for AEs.
+    pub fn noise_dim(&self) -> Option<usize> {
+        self.beta.as_ref().map(|_| self.latent)
     }
 
     /// The stacked parameters, name-sorted (one optimizer).
@@ -150,24 +158,37 @@ impl StackedVae {
         self.params.iter().map(|(_, v)| v.clone()).collect()
     }
 
-    /// Each trial's terms for its batch `x [K, B, …]` (binary or [0, 1] pixels) and its reparameterisation
-    /// noise `eps [K, B, latent]`.
-    pub fn loss(&self, x: &Tensor, eps: &Tensor) -> Result<StackedLosses> {
+    /// Each trial's terms for its batch `x [K, B, …]` and, for VAEs, its reparameterisation noise
+    /// `eps [K, B, latent]`.
+    pub fn loss(&self, x: &Tensor, eps: Option<&Tensor>) -> Result<StackedLosses> {
         let (k, b) = (x.dim(0)?, x.dim(1)?);
         if k != self.k {
             candle_core::bail!("stacked trials: a batch for {k} trials, the stack has {}", self.k);
         }
-        let h = self.encoder.forward(x, k)?; // [K, B, 2L]
-        let (mu, logvar) = (h.narrow(D::Minus1, 0, self.latent)?, h.narrow(D::Minus1, self.latent, self.latent)?);
-        let z = (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?;
-        let logits = self.decoder.forward(&z, k)?; // [K, B, D]
+        let h = self.encoder.forward(x, k)?; // [K, B, 2L] (VAE) or [K, B, L] (AE)
+        let (z, kl) = match (&self.beta, eps) {
+            (Some(_), Some(eps)) => {
+                let (mu, logvar) = (h.narrow(D::Minus1, 0, self.latent)?, h.narrow(D::Minus1, self.latent, self.latent)?);
+                let z = (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?;
+                let kl = ((((&logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?)?.sum(D::Minus1)? * -0.5)?; // [K, B]
+                (z, Some(kl.mean(1)?))
+            }
+            (Some(_), None) => candle_core::bail!("stacked VAEs: no noise given"),
+            (None, _) => (h, None),
+        };
+        let out = self.decoder.forward(&z, k)?; // [K, B, D]
         let target = x.reshape((k, b, ()))?;
-        // BCE with logits, summed over pixels: max(l, 0) − l·t + log(1 + e^−|l|).
-        let per = ((logits.relu()? - (&logits * &target)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-        let recon = per.sum(D::Minus1)?; // [K, B]
-        let kl = ((((&logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?)?.sum(D::Minus1)? * -0.5)?; // [K, B]
-        let (recon, kl) = (recon.mean(1)?, kl.mean(1)?);
-        let objective = (&recon + kl.unsqueeze(1)?.broadcast_mul(&self.beta)?.squeeze(1)?)?;
+        let recon = match self.likelihood {
+            // BCE with logits, summed over pixels: max(l, 0) − l·t + log(1 + e^−|l|).
+            Likelihood::Bernoulli => ((out.relu()? - (&out * &target)?)? + (out.abs()?.neg()?.exp()? + 1.0)?.log()?)?.sum(D::Minus1)?,
+            // ½‖x − μ‖² + (D/2)·log 2π, as `losses::gaussian_nll`.
+            Likelihood::Gaussian => (((&out - &target)?.sqr()?.sum(D::Minus1)? * 0.5)? + 0.5 * out.dim(2)? as f64 * (2.0 * std::f64::consts::PI).ln())?,
+        }
+        .mean(1)?;
+        let objective = match (&kl, &self.beta) {
+            (Some(kl), Some(beta)) => (&recon + kl.unsqueeze(1)?.broadcast_mul(beta)?.squeeze(1)?)?,
+            _ => recon.clone(),
+        };
         Ok(StackedLosses { objective, recon, kl })
     }
 
@@ -182,15 +203,16 @@ impl StackedVae {
     }
 }
 
-/// A trial's KL weight in a stack, or why its model cannot be stacked.
-pub fn stackable(s: &ModelSpec) -> Result<f64> {
+/// A trial's KL weight in a stack (`None` for an AE), or why its model cannot be stacked.
+pub fn stackable(s: &ModelSpec) -> Result<Option<f64>> {
     let beta = match s.kind.as_str() {
-        "vae" => 1.0,
-        "beta_vae" if s.capacity.is_none() => s.beta,
-        other => candle_core::bail!("stacked trials: model.kind `{other}` cannot be stacked (vae, beta_vae without capacity)"),
+        "ae" => None,
+        "vae" => Some(1.0),
+        "beta_vae" if s.capacity.is_none() => Some(s.beta),
+        other => candle_core::bail!("stacked trials: model.kind `{other}` cannot be stacked (ae, vae, beta_vae without capacity)"),
     };
-    if s.kl_warmup.is_some() || s.batch_norm || s.likelihood != Likelihood::Bernoulli {
-        candle_core::bail!("stacked trials: kl_warmup, batch_norm and a Gaussian likelihood are not stacked");
+    if s.kl_warmup.is_some() || s.batch_norm {
+        candle_core::bail!("stacked trials: kl_warmup and batch_norm are not stacked");
     }
     Ok(beta)
 }

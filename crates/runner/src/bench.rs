@@ -133,11 +133,11 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
         for rng in rngs.iter_mut() {
             let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
             xs.push(make_batch(&data.train, &data, &idx, Binarize::Dynamic, rng, &Device::Cpu)?.x);
-            eps.push(vaelab_models::init::randn(rng, (batch, stack.latent_dim()), &Device::Cpu)?);
+            eps.push(vaelab_models::init::randn(rng, (batch, stack.noise_dim().context("the reference models are VAEs")?), &Device::Cpu)?);
         }
         // One host-to-device copy each for the batches and the noise of all trials.
         let (x, eps) = (candle_core::Tensor::stack(&xs, 0)?.to_device(dev)?, candle_core::Tensor::stack(&eps, 0)?.to_device(dev)?);
-        let losses = stack.loss(&x, &eps)?;
+        let losses = stack.loss(&x, Some(&eps))?;
         adam.step(&losses.objective.sum_all()?.backward()?, &vec![config.lr; k], &vec![true; k])?;
         let _ = losses.objective.to_vec1::<f32>()?;
         if step >= warmup {

@@ -40,15 +40,15 @@ enum Work<'a> {
 }
 
 /// Why `trial` cannot join a stack, if it cannot; else the key it shares with the trials it can be stacked
-/// with (dataset, architecture, batch size, Adam's β's).
+/// with (dataset, AE or VAE, architecture, likelihood, batch size, Adam's β's).
 fn stack_key(trial: &Trial) -> Result<String, String> {
     let (m, t) = (&trial.spec.model, &trial.spec.train);
     // (Without the backtrace candle appends when RUST_BACKTRACE is set.)
-    vaelab_models::stacked::stackable(m).map_err(|e| e.to_string().split("\n   0: ").next().unwrap_or_default().trim_end().to_string())?;
+    let vae = vaelab_models::stacked::stackable(m).map_err(|e| e.to_string().split("\n   0: ").next().unwrap_or_default().trim_end().to_string())?.is_some();
     if t.shards > 1 || !t.groups.is_empty() {
         return Err("stacked trials: train.shards and train.groups are not stacked".into());
     }
-    Ok(format!("{}|{:?}|{:?}|{:?}|{}|{}|{}|{}", data_key(&trial.spec.data), m.backbone, m.hidden, m.channels, m.latent_dim, t.batch_size, t.beta1, t.beta2))
+    Ok(format!("{}|{vae}|{:?}|{:?}|{:?}|{}|{:?}|{}|{}|{}", data_key(&trial.spec.data), m.backbone, m.hidden, m.channels, m.latent_dim, m.likelihood, t.batch_size, t.beta1, t.beta2))
 }
 
 /// The queue's trials in stacks of up to `k` (queue order within each key), and the ones a stack cannot take

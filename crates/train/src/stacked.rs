@@ -139,7 +139,8 @@ struct Joining {
 /// One step's input of a trial.
 struct Input {
     x: Tensor,
-    eps: Tensor,
+    /// VAEs' reparameterisation noise.
+    eps: Option<Tensor>,
     lr: f64,
 }
 
@@ -230,7 +231,8 @@ impl Stack {
     }
 
     /// Forward, backward and update of the stack: trials in `inputs` take their step, the others (left, or
-    /// failed) are fed zeros and not updated. Each slice's terms: loss, neg_elbo, recon, kl (the solo VAE's).
+    /// failed) are fed zeros and not updated. Each slice's terms as its solo model logs them: loss, neg_elbo,
+    /// recon, kl for a VAE; recon for an AE.
     fn step(built: &mut Built, inputs: &[(usize, Input)], dev: &Device) -> Result<Vec<Vec<(&'static str, f32)>>> {
         let n = built.vae.trials();
         let (x0, e0) = (&inputs[0].1.x, &inputs[0].1.eps);
@@ -238,27 +240,41 @@ impl Stack {
         let mut eps = vec![None; n];
         let mut lrs = vec![0.0; n];
         for (j, input) in inputs {
-            if input.x.dims() != x0.dims() || input.eps.dims() != e0.dims() {
+            if input.x.dims() != x0.dims() || input.eps.as_ref().map(|e| e.dims()) != e0.as_ref().map(|e| e.dims()) {
                 candle_core::bail!("stacked trials: batches of {:?} and {:?} in one step (every trial needs the same batch size)", input.x.dims(), x0.dims());
             }
             let s = built.slot[*j].expect("a joined trial");
-            (xs[s], eps[s], lrs[s]) = (Some(input.x.clone()), Some(input.eps.clone()), input.lr);
+            (xs[s], eps[s], lrs[s]) = (Some(input.x.clone()), input.eps.clone(), input.lr);
         }
         let mut active: Vec<bool> = xs.iter().map(Option::is_some).collect();
-        let (zx, ze) = (x0.zeros_like()?, e0.zeros_like()?);
+        let zx = x0.zeros_like()?;
         let xs: Vec<Tensor> = xs.into_iter().map(|x| x.unwrap_or_else(|| zx.clone())).collect();
-        let eps: Vec<Tensor> = eps.into_iter().map(|e| e.unwrap_or_else(|| ze.clone())).collect();
-        let losses = built.vae.loss(&Tensor::stack(&xs, 0)?.to_device(dev)?, &Tensor::stack(&eps, 0)?.to_device(dev)?)?;
-        // One device-to-host copy a step for all three.
-        let terms = Tensor::stack(&[&losses.objective, &losses.recon, &losses.kl], 0)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let [obj, recon, kl] = <[Vec<f32>; 3]>::try_from(terms).map_err(|_| candle_core::Error::Msg("stacked terms".into()))?;
+        let noise = match e0 {
+            Some(e0) => {
+                let ze = e0.zeros_like()?;
+                let eps: Vec<Tensor> = eps.into_iter().map(|e| e.unwrap_or_else(|| ze.clone())).collect();
+                Some(Tensor::stack(&eps, 0)?.to_device(dev)?)
+            }
+            None => None,
+        };
+        let losses = built.vae.loss(&Tensor::stack(&xs, 0)?.to_device(dev)?, noise.as_ref())?;
+        // One device-to-host copy a step for all the terms.
+        let mut parts = vec![&losses.objective, &losses.recon];
+        parts.extend(losses.kl.as_ref());
+        let terms = Tensor::stack(&parts, 0)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let (obj, recon) = (&terms[0], &terms[1]);
         // A non-finite objective is not stepped on (the trainer then fails the trial or skips the batch).
-        active.iter_mut().zip(&obj).for_each(|(a, o)| *a &= o.is_finite());
+        active.iter_mut().zip(obj).for_each(|(a, o)| *a &= o.is_finite());
         if active.iter().any(|&a| a) {
             let grads = losses.objective.sum_all()?.backward()?;
             built.adam.step(&grads, &lrs, &active)?;
         }
-        Ok((0..n).map(|s| vec![("loss", obj[s]), ("neg_elbo", recon[s] + kl[s]), ("recon", recon[s]), ("kl", kl[s])]).collect())
+        Ok((0..n)
+            .map(|s| match terms.get(2) {
+                Some(kl) => vec![("loss", obj[s]), ("neg_elbo", recon[s] + kl[s]), ("recon", recon[s]), ("kl", kl[s])],
+                None => vec![("recon", recon[s])],
+            })
+            .collect())
     }
 }
 
@@ -279,12 +295,12 @@ impl StackMember {
         }
     }
 
-    /// This trial's step: its batch `x [B, …]`, its noise `eps [B, latent]` and learning rate; returns its terms
-    /// (loss, neg_elbo, recon, kl) once the whole stack has stepped.
-    pub fn step(&mut self, x: &Tensor, eps: &Tensor, lr: f64) -> anyhow::Result<Vec<(&'static str, f32)>> {
+    /// This trial's step: its batch `x [B, …]`, its noise `eps [B, latent]` (VAEs: [`Self::noise_dim`]) and
+    /// learning rate; returns its terms (as its solo model logs them) once the whole stack has stepped.
+    pub fn step(&mut self, x: &Tensor, eps: Option<&Tensor>, lr: f64) -> anyhow::Result<Vec<(&'static str, f32)>> {
         let stack = &self.stack;
         let mut st = stack.lock();
-        st.inputs[self.j] = Some(Input { x: x.clone(), eps: eps.clone(), lr });
+        st.inputs[self.j] = Some(Input { x: x.clone(), eps: eps.cloned(), lr });
         stack.step_if_ready(&mut st);
         while st.outputs[self.j].is_none() {
             st = stack.turn.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -302,9 +318,10 @@ impl StackMember {
         Ok(built.adam.trial_state(s)?)
     }
 
-    /// The latent size of the stacked model (the trial draws its noise `[B, latent]`).
-    pub fn latent_dim(&self) -> usize {
-        self.spec.latent_dim
+    /// The size of each example's reparameterisation noise the trial draws: the latent size for a VAE, none for
+    /// an AE.
+    pub fn noise_dim(&self) -> Option<usize> {
+        vaelab_models::stacked::stackable(&self.spec).ok().flatten().map(|_| self.spec.latent_dim)
     }
 }
 

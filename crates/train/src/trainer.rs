@@ -226,9 +226,12 @@ pub fn train(
             };
             let mut skipped = false;
             if let Some(member) = control.stack.as_mut() {
-                // The noise the solo VAE would draw from this stream (`Vae::sample_posterior`).
-                let eps = vaelab_models::init::randn(&mut noise_rng, (batch.x.dim(0)?, member.latent_dim()), &Device::Cpu)?;
-                let stepped = member.step(&batch.x, &eps, base_lr[0] * decay)?;
+                // The noise the solo VAE would draw from this stream (`Vae::sample_posterior`); an AE draws none.
+                let eps = match member.noise_dim() {
+                    Some(l) => Some(vaelab_models::init::randn(&mut noise_rng, (batch.x.dim(0)?, l), &Device::Cpu)?),
+                    None => None,
+                };
+                let stepped = member.step(&batch.x, eps.as_ref(), base_lr[0] * decay)?;
                 if stepped[0].1.is_finite() {
                     terms.extend(stepped);
                 } else {

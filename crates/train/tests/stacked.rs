@@ -72,9 +72,12 @@ fn train_stacked(trials: &[Trial]) -> (Vec<Vec<f32>>, Vec<Vec<(String, Vec<f32>)
         for t in trials {
             let (x, mut rng) = batch(t.seed, step);
             xs.push(x);
-            eps.push(vaelab_models::init::randn(&mut rng, (B, stack.latent_dim()), &Device::Cpu).unwrap());
+            if let Some(l) = stack.noise_dim() {
+                eps.push(vaelab_models::init::randn(&mut rng, (B, l), &Device::Cpu).unwrap());
+            }
         }
-        let losses = stack.loss(&Tensor::stack(&xs, 0).unwrap(), &Tensor::stack(&eps, 0).unwrap()).unwrap();
+        let eps = (!eps.is_empty()).then(|| Tensor::stack(&eps, 0).unwrap());
+        let losses = stack.loss(&Tensor::stack(&xs, 0).unwrap(), eps.as_ref()).unwrap();
         for (o, v) in objectives.iter_mut().zip(losses.objective.to_vec1::<f32>().unwrap()) {
             o.push(v);
         }
@@ -109,6 +112,13 @@ const MLP: &str = "{kind: vae, backbone: mlp, hidden: [32], latent_dim: 4}";
 const MLP_BETA: &str = "{kind: beta_vae, beta: 4.0, backbone: mlp, hidden: [32], latent_dim: 4}";
 const CONV: &str = "{kind: vae, backbone: conv, channels: [4, 8], latent_dim: 4}";
 const CONV_BETA: &str = "{kind: beta_vae, beta: 0.5, backbone: conv, channels: [4, 8], latent_dim: 4}";
+const GAUSS: &str = "{kind: vae, likelihood: gaussian, backbone: mlp, hidden: [32, 16], latent_dim: 4}";
+const GAUSS_BETA: &str = "{kind: beta_vae, beta: 2.0, likelihood: gaussian, backbone: mlp, hidden: [32, 16], latent_dim: 4}";
+const AE: &str = "{kind: ae, backbone: conv, channels: [4, 8], latent_dim: 4}";
+const AE_GAUSS: &str = "{kind: ae, likelihood: gaussian, backbone: mlp, hidden: [32], latent_dim: 4}";
+/// Pairs of specs that share a stack: VAEs and β-VAEs (MLP, conv, Gaussian likelihood with two hidden layers),
+/// and AEs.
+const STACKS: [(&str, &str); 5] = [(MLP, MLP_BETA), (CONV, CONV_BETA), (GAUSS, GAUSS_BETA), (AE, AE), (AE_GAUSS, AE_GAUSS)];
 
 /// Three trials (seeds, β and learning rates differing) in one stack, each against itself alone.
 fn three(a: &str, b: &str) -> Vec<Trial> {
@@ -117,7 +127,7 @@ fn three(a: &str, b: &str) -> Vec<Trial> {
 
 #[test]
 fn a_trial_in_a_stack_trains_bit_for_bit_as_in_a_stack_of_one() {
-    for (a, b) in [(MLP, MLP_BETA), (CONV, CONV_BETA)] {
+    for (a, b) in STACKS {
         let trials = three(a, b);
         let initial: Vec<_> = trials.iter().map(|t| params(&t.varmap)).collect();
         let (objectives, weights) = train_stacked(&trials);
@@ -137,7 +147,7 @@ fn a_trial_in_a_stack_trains_bit_for_bit_as_in_a_stack_of_one() {
 
 #[test]
 fn a_stacked_trial_trains_as_the_zoo_model_does_alone() {
-    for (a, b) in [(MLP, MLP_BETA), (CONV, CONV_BETA)] {
+    for (a, b) in STACKS {
         let (objectives, weights) = train_stacked(&three(a, b));
         for (j, t) in three(a, b).into_iter().enumerate() {
             let (solo_obj, solo_w) = train_solo(&t);
@@ -189,4 +199,8 @@ fn what_cannot_be_stacked_is_refused_by_name() {
     assert!(e.contains("same architecture"), "{e}");
     let e = refuse(&["{kind: vae, backbone: conv, channels: [4, 8], latent_dim: 4, batch_norm: true}"]);
     assert!(e.contains("batch_norm"), "{e}");
+    let e = refuse(&[AE, CONV]);
+    assert!(e.contains("same architecture"), "an AE and a VAE in one stack: {e}");
+    let e = refuse(&[GAUSS, "{kind: vae, backbone: mlp, hidden: [32, 16], latent_dim: 4}"]);
+    assert!(e.contains("same architecture"), "two likelihoods in one stack: {e}");
 }
