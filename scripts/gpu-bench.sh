@@ -10,7 +10,7 @@
 #                                       "stack": scripts/stack-bench.sh, K trials stacked in one vaelab process
 #                                       against P PyTorch processes at once; "sweep": experiments/stack-sweep.yaml,
 #                                       32 trials as one stack (SWEEP_SPEC: another spec), and images/s over the
-#                                       whole sweep — each part
+#                                       whole sweep — each part; TF32=1: vaelab's matmuls on TF32 tensor cores
 #                                       fits one device call)
 # vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
 set -euo pipefail
@@ -31,7 +31,7 @@ case "${PART:-table}" in
   stack) scripts/stack-bench.sh "${1:-3}";;
   sweep)
     runs=$(mktemp -d)
-    "$bin" run "${SWEEP_SPEC:-experiments/stack-sweep.yaml}" --stack 32 --device "$DEVICE" --runs-dir "$runs" 2>&1 | tee "$runs/log" | grep -v "step .*loss" || true
+    "$bin" run "${SWEEP_SPEC:-experiments/stack-sweep.yaml}" --stack 32 --device "$DEVICE" ${TF32:+--tf32} --runs-dir "$runs" 2>&1 | tee "$runs/log" | grep -v "step .*loss" || true
     # All trials' training images (steps × batch, from each trial's status and spec) over the sweep's wall time,
     # evaluations and checkpoints included.
     python3 - "$runs" <<'PY'

@@ -7,7 +7,9 @@
 #                                      PROCS, the peer's process counts, default "8"; MODELS, default "conv mlp";
 #                                      BATCH, default 128; STEPS, default 200; THREADS, vaelab's kernel threads,
 #                                      default all cores (each peer process gets cores / P, at least 1);
-#                                      VAELAB_BIN, PEER_PYTHON, VAELAB_DATA as in scripts/bench.sh)
+#                                      VAELAB_BIN, PEER_PYTHON, VAELAB_DATA as in scripts/bench.sh; TF32=1: vaelab
+#                                      with --tf32, matmuls on TF32 tensor cores, as PyTorch runs its convolutions
+#                                      by default — its linear layers stay f32)
 # The peers' total is measured on the wall clock: all their timed images over the span from the first process's
 # first timed step to the last one's end (their own images/s, summed, would count overlapping windows twice).
 set -euo pipefail
@@ -29,7 +31,7 @@ out="runs/bench/$(date -u +%Y%m%dT%H%M%SZ)-stack.jsonl"
 mkdir -p "$(dirname "$out")"
 for round in $(seq 1 "$rounds"); do
   for model in ${MODELS:-conv mlp}; do
-    vaelab() { for k in ${STACKS:-8 32 64}; do "$bin" bench --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --device "$device" --stack "$k" --data "$data" >> "$out"; done; }
+    vaelab() { for k in ${STACKS:-8 32 64}; do "$bin" bench --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --device "$device" --stack "$k" ${TF32:+--tf32} --data "$data" >> "$out"; done; }
     peers() {
       for p in ${PROCS:-8}; do
         tmp=$(mktemp -d)

@@ -71,6 +71,10 @@ enum Command {
         /// Where stacks run: `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`). Only with --stack.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// On a GPU, f32 matmuls on TF32 tensor cores (as PyTorch runs convolutions by default); results then
+        /// differ from full f32 by rounding. No effect on the CPU.
+        #[arg(long)]
+        tf32: bool,
     },
     /// Write an sbatch job-array script (one task per trial) into the sweep directory and print how to submit it.
     Slurm {
@@ -129,6 +133,10 @@ enum Command {
         /// sweep meant for a GPU; images/s counts all K trials' images.
         #[arg(long)]
         stack: Option<usize>,
+        /// On a GPU, f32 matmuls on TF32 tensor cores (as PyTorch runs convolutions by default). No effect on
+        /// the CPU.
+        #[arg(long)]
+        tf32: bool,
         /// Directory of the MNIST IDX files.
         #[arg(long, default_value = "${VAELAB_DATA:-data}/mnist")]
         data: String,
@@ -282,7 +290,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { model, batch, steps, warmup, threads, shards, device, stack, data } => {
+        Command::Bench { model, batch, steps, warmup, threads, shards, device, stack, tf32, data } => {
+            vaelab_runner::bench::use_tf32(tf32);
             if let Some(t) = threads {
                 // Before candle's first kernel: its thread pool reads this once.
                 std::env::set_var("RAYON_NUM_THREADS", t.to_string());
@@ -398,7 +407,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Command::Run { spec, jobs, runs_dir, trial, stack, device } => {
+        Command::Run { spec, jobs, runs_dir, trial, stack, device, tf32 } => {
+            vaelab_runner::bench::use_tf32(tf32);
             let (file, plan) = match load(&spec) {
                 Ok(x) => x,
                 Err(e) => {

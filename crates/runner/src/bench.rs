@@ -196,3 +196,9 @@ pub fn peak_rss_mib() -> f64 {
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
+
+/// On a GPU, let candle's f32 matmuls run on TF32 tensor cores (`--tf32`; PyTorch runs convolutions so by
+/// default, `torch.backends.cudnn.allow_tf32`). A no-op in a CPU build.
+pub fn use_tf32(on: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(on);
+}
