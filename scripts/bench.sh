@@ -15,14 +15,7 @@ rounds="${1:-3}"
 threads="${THREADS:-$(nproc)}"
 device="${DEVICE:-cpu}"
 if [ "$device" = cpu ]; then shards="${SHARDS:-1 2}"; else shards="${SHARDS:-1}"; fi
-data="${VAELAB_DATA:-data}/mnist"
-python="${PEER_PYTHON:-.venv-peer/bin/python}"
-if [ -z "${PEER_PYTHON:-}" ] && ! .venv-peer/bin/python -c "import torch, numpy" 2>/dev/null; then
-  python3 -m venv .venv-peer
-  .venv-peer/bin/pip install --quiet torch numpy
-fi
-bin="${VAELAB_BIN:-target/release/vaelab}"
-[ -n "${VAELAB_BIN:-}" ] || cargo build --release --quiet --bin vaelab
+. scripts/bench-env.sh
 out="runs/bench/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 mkdir -p "$(dirname "$out")"
 for round in $(seq 1 "$rounds"); do

@@ -19,14 +19,7 @@ device="${DEVICE:-cuda}"
 threads="${THREADS:-$(nproc)}"
 batch="${BATCH:-128}"
 steps="${STEPS:-200}"
-data="${VAELAB_DATA:-data}/mnist"
-python="${PEER_PYTHON:-.venv-peer/bin/python}"
-if [ -z "${PEER_PYTHON:-}" ] && ! .venv-peer/bin/python -c "import torch, numpy" 2>/dev/null; then
-  python3 -m venv .venv-peer
-  .venv-peer/bin/pip install --quiet torch numpy
-fi
-bin="${VAELAB_BIN:-target/release/vaelab}"
-[ -n "${VAELAB_BIN:-}" ] || cargo build --release --quiet --bin vaelab
+. scripts/bench-env.sh
 out="runs/bench/$(date -u +%Y%m%dT%H%M%SZ)-stack.jsonl"
 mkdir -p "$(dirname "$out")"
 for round in $(seq 1 "$rounds"); do
