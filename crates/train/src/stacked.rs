@@ -198,14 +198,15 @@ impl Stack {
         for (s, (j, _)) in joined.iter().enumerate() {
             slot[*j] = Some(s);
         }
-        let built = (|| -> Result<Built> {
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Built> {
             let Some((_, first)) = joined.first() else { candle_core::bail!("stacked trials: every trial left before the stack was built") };
             let specs: Vec<ModelSpec> = joined.iter().map(|(_, x)| x.spec.clone()).collect();
             let maps: Vec<&VarMap> = joined.iter().map(|(_, x)| &x.varmap).collect();
             let vae = StackedVae::new(&specs, &first.sample_shape, &maps, &self.dev)?;
             let adam = StackedAdam::with_state(vae.vars(), self.config, joined.iter().map(|(_, x)| (x.t, x.moments.clone())).collect())?;
             Ok(Built { vae, adam, slot })
-        })();
+        }))
+        .unwrap_or_else(|_| Err(candle_core::Error::Msg("building the stack panicked".into())));
         st.joining.iter_mut().for_each(|x| *x = None);
         st.built = Some(built.map_err(|e| format!("{e:#}")));
         self.turn.notify_all();
@@ -220,7 +221,10 @@ impl Stack {
             return;
         }
         let inputs: Vec<(usize, Input)> = waiting.iter().map(|&j| (j, inputs[j].take().expect("checked above"))).collect();
-        let result = Self::step(built, &inputs, &self.dev);
+        // A panic in the step (candle's, say) must not leave the other trials waiting for ever: it becomes
+        // every waiting trial's error.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::step(built, &inputs, &self.dev)))
+            .unwrap_or_else(|p| Err(candle_core::Error::Msg(format!("stacked step panicked: {}", p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()).unwrap_or("?")))));
         for (j, _) in &inputs {
             outputs[*j] = Some(match &result {
                 Ok(terms) => Ok(terms[built.slot[*j].expect("a joined trial")].clone()),
