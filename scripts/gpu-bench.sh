@@ -10,8 +10,9 @@
 #                                       "stack": scripts/stack-bench.sh, K trials stacked in one vaelab process
 #                                       against P PyTorch processes at once; "sweep": experiments/stack-sweep.yaml,
 #                                       32 trials as one stack (SWEEP_SPEC: another spec), and images/s over the
-#                                       whole sweep — each part; TF32=1: vaelab's matmuls on TF32 tensor cores
-#                                       fits one device call)
+#                                       whole sweep; "check": experiments/stack-check.yaml as stacks on the CPU and
+#                                       on the device, final metrics compared (run it first) — each part fits one
+#                                       device call; TF32=1: vaelab's matmuls on TF32 tensor cores)
 # vaelab bench --device cuda and scripts/peer/bench.py --device cuda alternate as in scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,5 +47,31 @@ for st in glob.glob(runs + "/*/*/*/status.yaml"):
 print(f"stack sweep: {images:,} training images in {secs:.1f} s = {images / secs:,.0f} images/s over all trials")
 PY
     ;;
-  *) echo "PART=${PART}: table, stack or sweep" >&2; exit 2;;
+  check)
+    # The same stacked sweep on the CPU and on the device, same binary: final metrics must agree to rounding.
+    runs=$(mktemp -d)
+    for side in host device; do
+      dev=$([ $side = host ] && echo cpu || echo "$DEVICE")
+      # (exit 0 or 1: a trial may fail; the comparison below says whether both sides agree)
+      "$bin" run experiments/stack-check.yaml --stack 8 --device "$dev" --runs-dir "$runs/$side" > "$runs/$side.log" 2>&1 || [ $? = 1 ] || { cat "$runs/$side.log"; exit 1; }
+      grep -E "stack\(s\)|finished" "$runs/$side.log"
+    done
+    python3 - "$runs" "$DEVICE" <<'PY'
+import glob, os, re, sys
+runs, dev = sys.argv[1], sys.argv[2]
+def finals(d):
+    out = {}
+    for st in glob.glob(f"{runs}/{d}/*/*/*/status.yaml"):
+        text = open(st).read()
+        block = re.search(r"^final_metrics:\n((?:  .*\n)+)", text, re.M).group(1)
+        out[os.path.basename(os.path.dirname(st))] = {k: float(v) for k, v in re.findall(r"  (\w+): (\S+)", block)}
+    return out
+a, b = finals("host"), finals("device")
+assert a.keys() == b.keys() and len(a) == 6, (sorted(a), sorted(b))
+worst = max(abs(a[t][m] - b[t][m]) / abs(a[t][m]) for t in a for m in a[t])
+print(f"stack check: {len(a)} trials, final metrics on {dev} vs cpu: largest relative difference {worst:.2e}")
+sys.exit(0 if worst < 1e-3 else 1)
+PY
+    ;;
+  *) echo "PART=${PART}: table, stack, sweep or check" >&2; exit 2;;
 esac
