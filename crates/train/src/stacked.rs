@@ -223,6 +223,10 @@ impl Stack {
         let inputs: Vec<(usize, Input)> = waiting.iter().map(|&j| (j, inputs[j].take().expect("checked above"))).collect();
         // A panic in the step (candle's, say) must not leave the other trials waiting for ever: it becomes
         // every waiting trial's error.
+        // Stacks of one process take turns at the device (two stacks run when `--jobs` > 1): their steps never
+        // share cuBLAS handles and streams at the same moment; the trials' own work between steps overlaps.
+        static DEVICE_TURN: Mutex<()> = Mutex::new(());
+        let _turn = DEVICE_TURN.lock().unwrap_or_else(|p| p.into_inner());
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::step(built, &inputs, &self.dev)))
             .unwrap_or_else(|p| Err(candle_core::Error::Msg(format!("stacked step panicked: {}", p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()).unwrap_or("?")))));
         for (j, _) in &inputs {
