@@ -129,12 +129,24 @@ fn stock_update(Param { var, moments, on_device }: &Param, g: &Tensor, (b1, b2):
             }
         }
     };
-    let m = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
-    let v = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+    let (m, v) = next_moments(&m, &v, g, (b1, b2))?;
     let step = (&m / (v.sqrt()? + eps_t)?)?.affine(lr_t, 0.0)?;
     var.set(&(var.as_tensor().detach() - step)?)?;
     *slot = Some((m, v));
     Ok(())
+}
+
+/// The moments after gradient `g`, as tensor ops: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g² (here and in the
+/// stacked optimizer, `crate::stacked`, so a trial's slice there takes the same arithmetic).
+pub(crate) fn next_moments(m: &Tensor, v: &Tensor, g: &Tensor, (b1, b2): (f64, f64)) -> Result<(Tensor, Tensor)> {
+    Ok(((m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?, (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?))
+}
+
+/// The step size α_t = α·√(1−β₂ᵗ)/(1−β₁ᵗ) and ε̂ = ε·√(1−β₂ᵗ) of update `t`, as f32: θ ← θ − α_t · m / (√v + ε̂)
+/// is the update with m̂ / (√v̂ + ε) without dividing every element twice.
+pub(crate) fn step_size(c: &AdamConfig, t: u64) -> (f32, f32) {
+    let (bc1, bc2) = (1.0 - c.beta1.powi(t as i32), 1.0 - c.beta2.powi(t as i32));
+    ((c.lr * bc2.sqrt() / bc1) as f32, (c.eps * bc2.sqrt()) as f32)
 }
 
 /// ((g0 + g1) + …) + gn, in the order given (shard order: the sum must not depend on the thread count).
@@ -174,9 +186,7 @@ impl Adam {
     pub fn step_sum(&mut self, grads: &[GradStore]) -> Result<()> {
         self.t += 1;
         let c = self.config;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(self.t as i32), 1.0 - c.beta2.powi(self.t as i32));
-        let lr_t = (c.lr * bc2.sqrt() / bc1) as f32;
-        let eps_t = (c.eps * bc2.sqrt()) as f32;
+        let (lr_t, eps_t) = step_size(&c, self.t);
         let one = |param: &Param| -> Result<()> {
             let Param { var, moments, .. } = param;
             let parts: Vec<&Tensor> = grads.iter().filter_map(|g| g.get(var.as_tensor())).collect();

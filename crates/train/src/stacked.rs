@@ -22,9 +22,8 @@ pub struct StackedAdam {
     vars: Vec<Var>,
     /// (m, v) per parameter, on its device.
     moments: Vec<(Tensor, Tensor)>,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
+    /// β₁, β₂ and ε (the learning rates come with each step).
+    config: AdamConfig,
     /// Updates each trial has taken (its bias correction).
     pub t: Vec<u64>,
 }
@@ -60,7 +59,7 @@ impl StackedAdam {
             moments.push((Tensor::stack(&ms, 0)?, Tensor::stack(&vs, 0)?));
         }
         let t = trials.iter().map(|(t, _)| *t).collect();
-        Ok(StackedAdam { vars, moments, beta1: config.beta1, beta2: config.beta2, eps: config.eps, t })
+        Ok(StackedAdam { vars, moments, config, t })
     }
 
     /// One update of every trial with `active[j]`, at learning rate `lrs[j]`; the other trials' slices (and
@@ -70,14 +69,11 @@ impl StackedAdam {
         if lrs.len() != k || active.len() != k {
             candle_core::bail!("stacked Adam: {} learning rates and {} flags for {k} trials", lrs.len(), active.len());
         }
-        let (b1, b2) = (self.beta1, self.beta2);
         let (mut lr_t, mut eps_t) = (vec![0f32; k], vec![1f32; k]);
         for j in (0..k).filter(|&j| active[j]) {
             self.t[j] += 1;
-            let (bc1, bc2) = (1.0 - b1.powi(self.t[j] as i32), 1.0 - b2.powi(self.t[j] as i32));
-            // α_t = α·√(1−β2^t)/(1−β1^t) and ε̂ = ε·√(1−β2^t), rounded to f32 as the solo optimizer rounds them.
-            lr_t[j] = (lrs[j] * bc2.sqrt() / bc1) as f32;
-            eps_t[j] = (self.eps * bc2.sqrt()) as f32;
+            // Each trial's step size, as its own optimizer computes it.
+            (lr_t[j], eps_t[j]) = crate::adam::step_size(&AdamConfig { lr: lrs[j], ..self.config }, self.t[j]);
         }
         let dev = self.vars[0].device().clone();
         let (lr_t, eps_t) = (Tensor::from_vec(lr_t, k, &dev)?, Tensor::from_vec(eps_t, k, &dev)?);
@@ -90,8 +86,7 @@ impl StackedAdam {
             let mut per_trial = vec![1usize; var.rank()];
             per_trial[0] = k;
             let view = |t: &Tensor| t.reshape(per_trial.as_slice());
-            let m_new = (m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
-            let v_new = (v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+            let (m_new, v_new) = crate::adam::next_moments(m, v, g, (self.config.beta1, self.config.beta2))?;
             let step = m_new.broadcast_div(&v_new.sqrt()?.broadcast_add(&view(&eps_t)?)?)?.broadcast_mul(&view(&lr_t)?)?;
             let p_new = (var.as_tensor().detach() - step)?;
             match &mask {
