@@ -64,8 +64,8 @@ enum Command {
         /// Run only the K-th trial of the expansion (as `vaelab validate` numbers them).
         #[arg(long)]
         trial: Option<usize>,
-        /// Train up to K trials of one architecture (vae / beta_vae, same data, batch size and Adam β's) together
-        /// as one stacked computation on `--device`; other trials run alone. Meant for a GPU.
+        /// Train up to K trials of one architecture (ae, or vae / beta_vae; same data, likelihood, batch size and
+        /// Adam β's) together as one stacked computation on `--device`; other trials run alone. Meant for a GPU.
         #[arg(long)]
         stack: Option<usize>,
         /// Where stacks run: `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`). Only with --stack.

@@ -94,9 +94,9 @@ impl StackedVae {
         let mut betas = Vec::with_capacity(k);
         for s in specs {
             betas.push(stackable(s)?);
-            let arch = |s: &ModelSpec| (stackable(s).map(|b| b.is_some()).unwrap_or_default(), s.backbone, s.hidden.clone(), s.channels.clone(), s.latent_dim, s.likelihood);
-            if arch(s) != arch(first) {
-                candle_core::bail!("stacked trials: every trial needs the same architecture ({:?} vs {:?})", arch(s), arch(first));
+            let (this, first) = (architecture(s)?, architecture(first)?);
+            if this != first {
+                candle_core::bail!("stacked trials: every trial needs the same architecture ({this} vs {first})");
             }
         }
         let mut params = stack_params(varmaps, dev)?;
@@ -201,6 +201,13 @@ impl StackedVae {
         }
         Ok(())
     }
+}
+
+/// What trials must share to be stacked together — AE or VAE, backbone, layer sizes, latent size, likelihood —
+/// as a key, or why this model cannot be stacked.
+pub fn architecture(s: &ModelSpec) -> Result<String> {
+    let family = if stackable(s)?.is_some() { "vae" } else { "ae" };
+    Ok(format!("{family} {:?} hidden {:?} channels {:?} latent {} {:?}", s.backbone, s.hidden, s.channels, s.latent_dim, s.likelihood))
 }
 
 /// A trial's KL weight in a stack (`None` for an AE), or why its model cannot be stacked.

@@ -73,12 +73,11 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
     if shards > 1 && !dev.is_cpu() {
         anyhow::bail!("--shards {shards}: data-parallel shards split a batch over CPU threads; use --shards 1 on {dev:?}");
     }
-    let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
-    let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
+    let data = load_mnist(data_dir)?;
     let varmap = candle_nn::VarMap::new();
     let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
     let net = vaelab_models::build(&model.spec(), &info, &varmap, seed, dev)?;
-    let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let config = REF_ADAM;
     let mut opts: Vec<Adam> = net.param_groups().into_iter().map(|g| Adam::new(g.vars, config)).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let n = data.train.n;
@@ -103,6 +102,15 @@ pub fn run(model: RefModel, batch: usize, steps: usize, warmup: usize, shards: u
     Ok(result(model, batch, dev, shards, 0, times))
 }
 
+/// The reference models' optimizer: Adam, lr 1e-3.
+const REF_ADAM: AdamConfig = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+
+/// MNIST from `data_dir`, binarized afresh per batch.
+fn load_mnist(data_dir: &str) -> Result<vaelab_data::Dataset> {
+    let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
+    vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))
+}
+
 /// `k` trials of `model`, seeds `seed, seed + 1, …`, trained as one stacked computation
 /// ([`vaelab_models::stacked::StackedVae`]; #8's batched-trial sweep). Each trial draws its own batches and
 /// noise from its own generator, as it would alone; a step is every trial's step, and its objectives are read
@@ -113,8 +121,7 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
     if k == 0 {
         anyhow::bail!("--stack 0: a stack needs at least one trial");
     }
-    let data_spec: DataSpec = serde_yaml::from_str(&format!("{{kind: mnist, dir: {data_dir:?}, binarize: dynamic}}"))?;
-    let data = vaelab_data::load(&data_spec, 0).with_context(|| format!("loading MNIST from {data_dir}"))?;
+    let data = load_mnist(data_dir)?;
     let info = DataInfo { shape: &data.sample_shape, num_classes: data.num_classes, train_size: data.train.n };
     let spec = model.spec();
     let varmaps: Vec<candle_nn::VarMap> = (0..k).map(|_| candle_nn::VarMap::new()).collect();
@@ -122,8 +129,8 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
         vaelab_models::build(&spec, &info, vm, seed + j as u64, &Device::Cpu)?;
     }
     let stack = StackedVae::new(&vec![spec; k], &data.sample_shape, &varmaps.iter().collect::<Vec<_>>(), dev)?;
-    let config = AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    let mut adam = vaelab_train::stacked::StackedAdam::new(stack.vars(), k, config)?;
+    let mut adam = vaelab_train::stacked::StackedAdam::new(stack.vars(), k, REF_ADAM)?;
+    let latent = stack.noise_dim().context("the reference models are VAEs")?;
     let mut rngs: Vec<rand_chacha::ChaCha8Rng> = (0..k).map(|j| rand_chacha::ChaCha8Rng::seed_from_u64(seed + j as u64)).collect();
     let n = data.train.n;
     let mut times = Vec::with_capacity(steps);
@@ -133,22 +140,22 @@ pub fn run_stacked(model: RefModel, batch: usize, steps: usize, warmup: usize, k
         for rng in rngs.iter_mut() {
             let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
             xs.push(make_batch(&data.train, &data, &idx, Binarize::Dynamic, rng, &Device::Cpu)?.x);
-            eps.push(vaelab_models::init::randn(rng, (batch, stack.noise_dim().context("the reference models are VAEs")?), &Device::Cpu)?);
+            eps.push(vaelab_models::init::randn(rng, (batch, latent), &Device::Cpu)?);
         }
         // One host-to-device copy each for the batches and the noise of all trials.
         let (x, eps) = (candle_core::Tensor::stack(&xs, 0)?.to_device(dev)?, candle_core::Tensor::stack(&eps, 0)?.to_device(dev)?);
         let losses = stack.loss(&x, Some(&eps))?;
-        adam.step(&losses.objective.sum_all()?.backward()?, &vec![config.lr; k], &vec![true; k])?;
+        adam.step(&losses.objective.sum_all()?.backward()?, &vec![REF_ADAM.lr; k], &vec![true; k])?;
         let _ = losses.objective.to_vec1::<f32>()?;
         if step >= warmup {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    Ok(result(model, batch * k, dev, 1, k, times))
+    Ok(result(model, batch, dev, 1, k, times))
 }
 
-/// A measurement from its step times; `images` per step.
-fn result(model: RefModel, images: usize, dev: &Device, shards: usize, stack: usize, mut times: Vec<f64>) -> BenchResult {
+/// A measurement from its step times: a batch of `batch` per trial, `stack.max(1)` trials a step.
+fn result(model: RefModel, batch: usize, dev: &Device, shards: usize, stack: usize, mut times: Vec<f64>) -> BenchResult {
     let steps = times.len();
     let total: f64 = times.iter().sum();
     times.sort_by(f64::total_cmp);
@@ -156,7 +163,7 @@ fn result(model: RefModel, images: usize, dev: &Device, shards: usize, stack: us
     BenchResult {
         impl_: "vaelab",
         model: model.name(),
-        batch: if stack > 0 { images / stack } else { images },
+        batch,
         device: match dev.location() {
             candle_core::DeviceLocation::Cpu => "cpu".into(),
             candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
@@ -166,7 +173,7 @@ fn result(model: RefModel, images: usize, dev: &Device, shards: usize, stack: us
         shards,
         stack,
         steps,
-        images_per_sec: (steps * images) as f64 / total,
+        images_per_sec: (steps * batch * stack.max(1)) as f64 / total,
         step_ms_p50: pct(0.5),
         step_ms_p90: pct(0.9),
         step_ms_p99: pct(0.99),

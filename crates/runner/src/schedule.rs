@@ -42,13 +42,12 @@ enum Work<'a> {
 /// Why `trial` cannot join a stack, if it cannot; else the key it shares with the trials it can be stacked
 /// with (dataset, AE or VAE, architecture, likelihood, batch size, Adam's β's).
 fn stack_key(trial: &Trial) -> Result<String, String> {
-    let (m, t) = (&trial.spec.model, &trial.spec.train);
-    // (Without the backtrace candle appends when RUST_BACKTRACE is set.)
-    let vae = vaelab_models::stacked::stackable(m).map_err(|e| e.to_string().split("\n   0: ").next().unwrap_or_default().trim_end().to_string())?.is_some();
+    let t = &trial.spec.train;
+    let arch = vaelab_models::stacked::architecture(&trial.spec.model).map_err(|e| crate::trial::without_backtrace(&e.to_string()))?;
     if t.shards > 1 || !t.groups.is_empty() {
         return Err("stacked trials: train.shards and train.groups are not stacked".into());
     }
-    Ok(format!("{}|{vae}|{:?}|{:?}|{:?}|{}|{:?}|{}|{}|{}", data_key(&trial.spec.data), m.backbone, m.hidden, m.channels, m.latent_dim, m.likelihood, t.batch_size, t.beta1, t.beta2))
+    Ok(format!("{}|{arch}|{}|{}|{}", data_key(&trial.spec.data), t.batch_size, t.beta1, t.beta2))
 }
 
 /// The queue's trials in stacks of up to `k` (queue order within each key), and the ones a stack cannot take
@@ -286,54 +285,54 @@ pub fn run_plan(plan: &SweepPlan, file: &SpecFile, opts: &RunOptions) -> anyhow:
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores().max(jobs)).build()?;
     // One trial to its end, on the calling thread (with its stack's handle when it is one of a stack).
     let run_one = |trial: &Trial, member: Option<vaelab_train::stacked::StackMember>| {
-                let key = data_key(&trial.spec.data);
-                let data = datasets[&key].clone();
-                let net = feature_nets.get(&key).cloned();
-                {
-                    let mut c = counts.lock().unwrap();
-                    c.0 += 1;
-                    overall.set_message(show(&c));
-                }
-                let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
-                bar.set_style(ProgressStyle::with_template("  {prefix} {bar:25.cyan/blue} {pos}/{len} steps  loss {msg}  ETA {eta}").unwrap());
-                bar.set_prefix(trial.id.clone());
-                let mut last_line = Instant::now();
-                let mut on_progress = |p: vaelab_train::Progress| {
-                    bar.set_position(p.step);
-                    bar.set_message(format!("{:.3}", p.loss));
-                    if !interactive && last_line.elapsed().as_secs() >= 10 {
-                        eprintln!("  {} step {}/{} loss {:.3}", trial.id, p.step, p.total, p.loss);
-                        last_line = Instant::now();
-                    }
-                };
-                let total_steps = trial.spec.train.total_steps(data.train.n);
-                let (rungs, judge): (Vec<u64>, Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>) = match &asha {
-                    Some(a) => (a.rule.rungs(total_steps), Some(Box::new(|step: u64, m: &[(String, f64)]| a.judge(step, m)))),
-                    None => (vec![], None),
-                };
-                let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress, rungs, judge, member);
-                bar.finish_and_clear();
-                mp.remove(&bar);
-                let line = match status.status {
-                    State::Completed => {
-                        let primary = status.primary_metric.clone().unwrap_or_default();
-                        let v = status.final_metrics.get(&primary).copied().unwrap_or(f64::NAN);
-                        format!("  {} completed in {:.1}s: {primary} = {v:.3}", trial.id, status.wall_time_s)
-                    }
-                    State::Pruned => format!("  {} pruned at step {} after {:.1}s", trial.id, status.pruned_at.unwrap_or(0), status.wall_time_s),
-                    _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
-                };
-                let msg = {
-                    let mut c = counts.lock().unwrap();
-                    c.0 -= 1;
-                    c.1 += (status.status == State::Failed) as usize;
-                    c.2 += (status.status == State::Pruned) as usize;
-                    show(&c)
-                };
-                say(line);
-                overall.inc(1);
-                overall.set_message(msg);
-                results.lock().unwrap().push(status);
+        let key = data_key(&trial.spec.data);
+        let data = datasets[&key].clone();
+        let net = feature_nets.get(&key).cloned();
+        {
+            let mut c = counts.lock().unwrap();
+            c.0 += 1;
+            overall.set_message(show(&c));
+        }
+        let bar = mp.add(ProgressBar::new(trial.spec.train.total_steps(data.train.n)));
+        bar.set_style(ProgressStyle::with_template("  {prefix} {bar:25.cyan/blue} {pos}/{len} steps  loss {msg}  ETA {eta}").unwrap());
+        bar.set_prefix(trial.id.clone());
+        let mut last_line = Instant::now();
+        let mut on_progress = |p: vaelab_train::Progress| {
+            bar.set_position(p.step);
+            bar.set_message(format!("{:.3}", p.loss));
+            if !interactive && last_line.elapsed().as_secs() >= 10 {
+                eprintln!("  {} step {}/{} loss {:.3}", trial.id, p.step, p.total, p.loss);
+                last_line = Instant::now();
+            }
+        };
+        let total_steps = trial.spec.train.total_steps(data.train.n);
+        let (rungs, judge): (Vec<u64>, Option<Box<dyn FnMut(u64, &[(String, f64)]) -> bool + '_>>) = match &asha {
+            Some(a) => (a.rule.rungs(total_steps), Some(Box::new(|step: u64, m: &[(String, f64)]| a.judge(step, m)))),
+            None => (vec![], None),
+        };
+        let status = run_trial(trial, &TrialDir::new(&sweep_dir, &trial.id), &data, net.as_deref(), &mut on_progress, rungs, judge, member);
+        bar.finish_and_clear();
+        mp.remove(&bar);
+        let line = match status.status {
+            State::Completed => {
+                let primary = status.primary_metric.clone().unwrap_or_default();
+                let v = status.final_metrics.get(&primary).copied().unwrap_or(f64::NAN);
+                format!("  {} completed in {:.1}s: {primary} = {v:.3}", trial.id, status.wall_time_s)
+            }
+            State::Pruned => format!("  {} pruned at step {} after {:.1}s", trial.id, status.pruned_at.unwrap_or(0), status.wall_time_s),
+            _ => format!("  {} FAILED after {:.1}s: {}", trial.id, status.wall_time_s, status.reason.clone().unwrap_or_default()),
+        };
+        let msg = {
+            let mut c = counts.lock().unwrap();
+            c.0 -= 1;
+            c.1 += (status.status == State::Failed) as usize;
+            c.2 += (status.status == State::Pruned) as usize;
+            show(&c)
+        };
+        say(line);
+        overall.inc(1);
+        overall.set_message(msg);
+        results.lock().unwrap().push(status);
     };
     pool.scope(|s| {
         for _ in 0..jobs {

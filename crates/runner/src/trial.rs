@@ -119,7 +119,11 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Run one trial to the end and record its status; never panics on a trial's own failure.
+/// An error message without the backtrace candle appends when RUST_BACKTRACE is set.
+pub(crate) fn without_backtrace(msg: &str) -> String {
+    msg.split("\n   0: ").next().unwrap_or(msg).trim_end().to_string()
+}
+
 /// Run one trial to the end and record its status; never panics on a trial's own failure. A trial whose
 /// directory holds a valid checkpoint from an interrupted run continues from it; a corrupt checkpoint is
 /// reported and the trial starts over.
@@ -244,9 +248,7 @@ pub fn run_trial(
             if let TrainError::Diverged { step } | TrainError::DivergedAfterSkips { step, .. } = &e {
                 status.steps = *step;
             }
-            // Without the backtrace candle appends when RUST_BACKTRACE is set.
-            let msg = format!("{e:#}");
-            status.reason = Some(msg.split("\n   0: ").next().unwrap_or(&msg).trim_end().to_string());
+            status.reason = Some(without_backtrace(&format!("{e:#}")));
         }
     }
     // Session end for the HParams dashboard (a trial that failed before its log existed has no session).
