@@ -226,21 +226,16 @@ pub fn stackable(s: &ModelSpec) -> Result<Option<f64>> {
 
 /// Every trial's variables stacked by name: `[K, …]`, on `dev`.
 fn stack_params(varmaps: &[&VarMap], dev: &Device) -> Result<Vec<(String, Var)>> {
-    let first = varmaps[0].data().lock().expect("the var map lock is never poisoned");
-    let mut out = Vec::with_capacity(first.len());
-    for name in first.keys() {
-        let mut slices = Vec::with_capacity(varmaps.len());
-        for (j, vm) in varmaps.iter().enumerate() {
-            // (A var map given twice is read through the lock already held.)
-            let t = if j == 0 || std::ptr::eq(vm.data(), varmaps[0].data()) {
-                first[name].as_tensor().clone()
-            } else {
-                let data = vm.data().lock().expect("the var map lock is never poisoned");
-                match data.get(name) {
-                    Some(v) => v.as_tensor().clone(),
-                    None => candle_core::bail!("stacked trials: trial {j} has no parameter `{name}`"),
-                }
-            };
+    // Each var map's tensors by name, one lock at a time.
+    let named: Vec<std::collections::HashMap<String, Tensor>> = varmaps
+        .iter()
+        .map(|vm| vm.data().lock().expect("the var map lock is never poisoned").iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect())
+        .collect();
+    let mut out = Vec::with_capacity(named[0].len());
+    for name in named[0].keys() {
+        let mut slices = Vec::with_capacity(named.len());
+        for (j, trial) in named.iter().enumerate() {
+            let Some(t) = trial.get(name) else { candle_core::bail!("stacked trials: trial {j} has no parameter `{name}`") };
             slices.push(t.to_device(dev)?);
         }
         out.push((name.clone(), Var::from_tensor(&Tensor::stack(&slices, 0)?)?));
