@@ -163,6 +163,8 @@ pub struct StackMember {
     stack: Arc<Stack>,
     j: usize,
     spec: ModelSpec,
+    /// The noise size a step needs (VAEs: the latent size; AEs: none).
+    noise: Option<usize>,
 }
 
 impl Stack {
@@ -176,7 +178,8 @@ impl Stack {
     /// Trial `j`'s handle (`j < k`), for a trial of `spec`.
     pub fn member(self: &Arc<Self>, j: usize, spec: ModelSpec) -> StackMember {
         assert!(j < self.k, "stack member {j} of {}", self.k);
-        StackMember { stack: self.clone(), j, spec }
+        let noise = vaelab_models::stacked::stackable(&spec).ok().flatten().map(|_| spec.latent_dim);
+        StackMember { stack: self.clone(), j, spec, noise }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -324,7 +327,7 @@ impl StackMember {
     /// The size of each example's reparameterisation noise the trial draws: the latent size for a VAE, none for
     /// an AE.
     pub fn noise_dim(&self) -> Option<usize> {
-        vaelab_models::stacked::stackable(&self.spec).ok().flatten().map(|_| self.spec.latent_dim)
+        self.noise
     }
 }
 
