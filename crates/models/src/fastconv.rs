@@ -22,6 +22,8 @@ use candle_core::{CpuStorage, CustomOp2, Device, Layout, Module, Result, Shape, 
 use std::mem::MaybeUninit;
 use candle_nn::{Init, VarBuilder};
 
+use crate::winograd;
+
 /// 4×4 convolution, stride 2, padding 1: `[B, C, H, W] → [B, O, H/2, W/2]` (H, W even).
 pub struct Down {
     weight: Tensor, // [O, C, 4, 4]
@@ -72,7 +74,7 @@ impl Down {
         if !crate::kernels::custom(g) {
             return g.conv_transpose2d(&self.weight, 1, 0, 2, 1);
         }
-        g.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))
+        g.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp::default()))
     }
 }
 
@@ -81,7 +83,7 @@ impl Module for Up {
         if !crate::kernels::custom(x) {
             return add_channel_bias(&x.conv_transpose2d(&self.weight, 1, 0, 2, 1)?, &self.bias);
         }
-        let y = x.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp))?;
+        let y = x.contiguous()?.apply_op2_arc(&self.weight, arc(UpOp::default()))?;
         add_channel_bias(&y, &self.bias)
     }
 }
@@ -435,8 +437,12 @@ fn arc<T: CustomOp2 + Send + Sync + 'static>(op: T) -> std::sync::Arc<Box<dyn Cu
 struct DownOp {
     cols: std::sync::Mutex<Option<Tensor>>,
 }
-/// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w].
-struct UpOp;
+/// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w]. Keeps the transform of `x` it made on the
+/// Winograd path (see [`crate::winograd`]) for the weight gradient.
+#[derive(Default)]
+struct UpOp {
+    kept: std::sync::Mutex<Option<Tensor>>,
+}
 /// `[B, C, H, W]` → its im2col, `[B, H/2·W/2, C·16]` (no gradient: used inside backward passes).
 struct Im2Col;
 /// `(a [B, M, P…], cols [B, P, K])` → `Σ_b a_b · cols_b`, `[M, K]` (no gradient).
@@ -464,6 +470,13 @@ impl CustomOp2 for DownOp {
         let (x, [b, c, h, w]) = slice4(s1, l1)?;
         let o = l2.dims()[0];
         let (ho, wo) = (h / 2, w / 2);
+        if winograd::applies(c, o, ho, wo) {
+            let xh = winograd::big_hat(x, [b, c, h, w]);
+            let n = winograd::rows(b, ho, wo);
+            let yh = winograd::down_products(&xh, &winograd::weight_hat(slice(s2, l2)?, o, c), n, o, 4 * c);
+            *self.cols.lock().unwrap() = Some(Tensor::from_vec(xh, n * 64 * 4 * c, &Device::Cpu)?);
+            return Ok((CpuStorage::F32(winograd::small_out(&yh, [b, o, ho, wo])), Shape::from((b, o, ho, wo))));
+        }
         let cols = im2col(x, [b, c, h, w]);
         let y = weight_times_cols(slice(s2, l2)?, &cols, (o, c * 16, ho * wo), b);
         *self.cols.lock().unwrap() = Some(Tensor::from_vec(cols, (b, ho * wo, c * 16), &Device::Cpu)?);
@@ -471,9 +484,31 @@ impl CustomOp2 for DownOp {
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
+        let (b, c, h, wd) = x.dims4()?;
+        let o = w.dim(0)?;
+        let kept = self.cols.lock().unwrap().take();
+        if winograd::applies(c, o, h / 2, wd / 2) {
+            // ∂y in the domain once, for both gradients; x̂ kept from the forward pass.
+            let (n, k4) = (winograd::rows(b, h / 2, wd / 2), 4 * c);
+            let xh = match kept {
+                Some(t) => t,
+                None => Tensor::from_vec(with_f32(x, |x| winograd::big_hat(x, [b, c, h, wd]))?, n * 64 * k4, &Device::Cpu)?,
+            };
+            let dyh = with_f32(&dy, |g| winograd::small_hat(g, [b, o, h / 2, wd / 2]))?;
+            let dx = if x.track_op() {
+                let wh = with_f32(w, |w| winograd::weight_hat(w, o, c))?;
+                let g = winograd::up_products(&dyh, &wh, n, o, k4);
+                Some(Tensor::from_vec(winograd::big_out(&g, [b, c, h, wd]), x.shape(), &Device::Cpu)?)
+            } else {
+                None
+            };
+            let m = with_f32(&xh, |xh| winograd::weight_products(&dyh, xh, n, o, k4))?;
+            let dw = Tensor::from_vec(winograd::weight_out(&m, o, c), w.shape(), &Device::Cpu)?;
+            return Ok((dx, Some(dw)));
+        }
         // The input gradient only where the input needs one: not for the first layer, whose input is the data.
-        let dx = if x.track_op() { Some(dy.apply_op2_arc(w, arc(UpOp))?) } else { None };
-        let cols = match self.cols.lock().unwrap().take() {
+        let dx = if x.track_op() { Some(dy.apply_op2_arc(w, arc(UpOp::default()))?) } else { None };
+        let cols = match kept {
             Some(c) => c,
             None => x.contiguous()?.apply_op1_no_bwd(&Im2Col)?, // a second backward through the same node
         };
@@ -489,19 +524,56 @@ impl CustomOp2 for UpOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, [b, c, h, w]) = slice4(s1, l1)?;
         let o = l2.dims()[1];
+        if winograd::applies(o, c, h, w) {
+            // Down's input gradient with this weight read as Down's [O_down = C, C_down = O, 4, 4].
+            let (n, k4) = (winograd::rows(b, h, w), 4 * o);
+            let xh = winograd::small_hat(x, [b, c, h, w]);
+            let g = winograd::up_products(&xh, &winograd::weight_hat(slice(s2, l2)?, c, o), n, c, k4);
+            *self.kept.lock().unwrap() = Some(Tensor::from_vec(xh, n * 64 * c, &Device::Cpu)?);
+            return Ok((CpuStorage::F32(winograd::big_out(&g, [b, o, 2 * h, 2 * w])), Shape::from((b, o, 2 * h, 2 * w))));
+        }
         let y = transposed_conv(x, slice(s2, l2)?, [b, c, h, w], o);
         Ok((CpuStorage::F32(y), Shape::from((b, o, 2 * h, 2 * w))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, c, h, w_) = x.dims4()?;
+        let o = w.dim(1)?;
+        let kept = self.kept.lock().unwrap().take();
+        if winograd::applies(o, c, h, w_) {
+            // ∂y (the big side) in the domain once, for both gradients; x̂ kept from the forward pass.
+            let (n, k4) = (winograd::rows(b, h, w_), 4 * o);
+            let xh = match kept {
+                Some(t) => t,
+                None => Tensor::from_vec(with_f32(x, |x| winograd::small_hat(x, [b, c, h, w_]))?, n * 64 * c, &Device::Cpu)?,
+            };
+            let dyh = with_f32(dy, |g| winograd::big_hat(g, [b, o, 2 * h, 2 * w_]))?;
+            let dx = if x.track_op() {
+                let wh = with_f32(w, |w| winograd::weight_hat(w, c, o))?;
+                let yh = winograd::down_products(&dyh, &wh, n, c, k4);
+                Some(Tensor::from_vec(winograd::small_out(&yh, [b, c, h, w_]), x.shape(), &Device::Cpu)?)
+            } else {
+                None
+            };
+            let m = with_f32(&xh, |xh| winograd::weight_products(xh, &dyh, n, c, k4))?;
+            let dw = Tensor::from_vec(winograd::weight_out(&m, c, o), w.shape(), &Device::Cpu)?;
+            return Ok((dx, Some(dw)));
+        }
         // Up is Down's adjoint with the same weight tensor read as [O_down = C, C_down = O, 4, 4]: both gradients
         // are products with the im2col of ∂L/∂y, made once here.
-        let (_, _, h, w_) = x.dims4()?;
         let cols = dy.contiguous()?.apply_op1_no_bwd(&Im2Col)?; // [B, h·w, O·16]
         let w = w.contiguous()?;
         let dx = if x.track_op() { Some(w.apply_op2_no_bwd(&cols, &FromCols(h, w_))?) } else { None };
         let dw = x.contiguous()?.apply_op2_no_bwd(&cols, &WeightGradient)?.reshape(w.shape())?;
         Ok((dx, Some(dw)))
     }
+}
+
+/// `f` on a tensor's data as one contiguous f32 slice (a copy first if it is not contiguous).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("fastconv: CPU tensors only") };
+    Ok(f(slice(cpu, layout)?))
 }
 
 impl CustomOp2 for WeightGradient {

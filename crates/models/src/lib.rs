@@ -23,6 +23,7 @@ pub mod registry;
 pub mod schedule;
 pub mod spec;
 pub mod stacked;
+pub mod winograd;
 pub mod zoo;
 
 pub use model::{Batch, DataInfo, GenerativeModel, Losses, ModelCtx, ParamGroup, Phase};

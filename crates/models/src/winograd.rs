@@ -1,0 +1,430 @@
+//! The 4×4 stride-2 convolutions of [`crate::fastconv`] in Winograd (Toom-Cook) form, for the layers where most of
+//! a conv VAE's arithmetic is: 32 ↔ 64 channels on 7×7 maps.
+//!
+//! Split by pixel parity (space-to-depth), a 4×4 stride-2 pad-1 convolution of a `[C, 2h, 2w]` map is a 2×2
+//! stride-1 convolution of its *parity grid* `[4C, h+1, w+1]` — grid cell `(p, gy, gx)` (parity `p = (py, px)`)
+//! holds pixel `(2gy − py, 2gx − px)`, and tap `(ty, tx)` of plane `p` is kernel entry `(2ty + 1 − py, 2tx + 1 − px)`.
+//! In one dimension, a 2-tap correlation of 8 grid values into 7 outputs is the transpose of a polynomial product
+//! (degree 6 × degree 1 = degree 7), which 8 evaluations compute exactly: at 0, ±1, ±2, ±½ and ∞. So per 7×7
+//! block of the output (an 8×8 window of the grid), in two dimensions:
+//! - forward: `Y = V7ᵀ [Σ_c Ŵ ⊙ X̂] V7` with `X̂ = V8⁻ᵀ X V8⁻¹`, `Ŵ = Vw w Vwᵀ`;
+//! - input gradient (= the transposed convolution): `X = V8⁻¹ [Σ_o Ŵ ⊙ Ŷ] V8⁻ᵀ` with `Ŷ = V7 Y V7ᵀ`;
+//! - weight gradient: `w = Vwᵀ [Σ Ŷ ⊙ X̂] Vw`;
+//!
+//! where `V8` evaluates a degree-7 polynomial at the 8 points, `V7` a degree-6 one and `Vw` a degree-1 one. The
+//! sums over channels are 64 independent gemms (one per evaluation point) of `[blocks, C] × [C, O]`: 64 products
+//! per block and channel pair where the direct convolution (im2col + gemm) needs 4 · 49 = 196, and no im2col
+//! matrix. The transforms are 8×8 sandwiches `A · T · Aᵀ`, vectorized across a row; the transformed big side
+//! of the forward pass is kept for the weight gradient, as fastconv keeps its im2col.
+//!
+//! The result differs from the direct convolution by float rounding only (≈ 1e-5 of the output's scale; the
+//! tests hold both to candle's conv2d). Each gemm sums in a fixed order on one thread, the points split over
+//! candle's kernel threads, so results do not depend on the thread count.
+
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+use crate::fastconv::pieces_uninit;
+
+type Tile = [[f32; 8]; 8];
+/// Points of the transform domain per 8×8 window.
+const PTS: usize = 64;
+/// Output block edge.
+const BLOCK: usize = 7;
+
+/// Whether a layer with `big_c` channels on its 2h × 2w side and `small_c` on its h × w side takes this path:
+/// both sides wide enough for the per-point gemms to be worth it, and the 7×7 blocks covering the map at least
+/// twice as cheap as the direct products (7×7 and 14×14 maps: 3×; 16×16 would be 1.8×). `VAELAB_CONV=im2col`
+/// turns it off (to compare the two paths in one binary).
+pub fn applies(big_c: usize, small_c: usize, h: usize, w: usize) -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| std::env::var("VAELAB_CONV").map(|v| v != "im2col").unwrap_or(true));
+    let blocks = h.div_ceil(BLOCK) * w.div_ceil(BLOCK);
+    enabled && big_c >= 8 && small_c >= 8 && 4 * h * w >= 2 * PTS * blocks
+}
+
+/// The six transform matrices, each as `A` (applied as `A · T · Aᵀ`), padded to 8×8, and its transpose.
+struct Transforms {
+    big_in: (Tile, Tile),     // V8⁻ᵀ: a grid window → the domain
+    big_out: (Tile, Tile),    // V8⁻¹: the domain → a grid window (overlapping its neighbours by one row/column)
+    small_in: (Tile, Tile),   // V7 (8×7): a 7×7 block → the domain
+    small_out: (Tile, Tile),  // V7ᵀ (7×8): the domain → a 7×7 block
+    weight_in: (Tile, Tile),  // Vw (8×2): 2×2 taps → the domain
+    weight_out: (Tile, Tile), // Vwᵀ (2×8): the domain → 2×2 taps
+}
+
+fn transforms() -> &'static Transforms {
+    static T: OnceLock<Transforms> = OnceLock::new();
+    T.get_or_init(|| {
+        const FINITE: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
+        // Evaluation of a polynomial with `n` coefficients at the points (row 7: ∞, its leading coefficient).
+        let eval = |n: usize| {
+            let mut v = [[0f64; 8]; 8];
+            for (row, &t) in v.iter_mut().zip(&FINITE) {
+                (0..n).for_each(|j| row[j] = t.powi(j as i32));
+            }
+            v[7][n - 1] = 1.0;
+            v
+        };
+        // V8⁻¹ column by column: the coefficients of the polynomial that is 1 at one point and 0 at the others —
+        // the Lagrange basis over the finite points, and Π (t − tᵢ) for ∞.
+        let mut v8inv = [[0f64; 8]; 8];
+        for col in 0..8 {
+            let mut poly = vec![1.0f64]; // coefficients, lowest first
+            let mut scale = 1.0;
+            for (i, &ti) in FINITE.iter().enumerate() {
+                if i == col {
+                    continue;
+                }
+                poly = (0..=poly.len()).map(|k| poly.get(k.wrapping_sub(1)).copied().unwrap_or(0.0) - ti * poly.get(k).copied().unwrap_or(0.0)).collect();
+                if col < 7 {
+                    scale *= FINITE[col] - ti;
+                }
+            }
+            poly.iter().enumerate().for_each(|(k, c)| v8inv[k][col] = c / scale);
+        }
+        let t = |m: [[f64; 8]; 8]| {
+            let mut r = [[0f64; 8]; 8];
+            (0..8).for_each(|i| (0..8).for_each(|j| r[i][j] = m[j][i]));
+            r
+        };
+        let pair = |m: [[f64; 8]; 8]| {
+            let f = |m: [[f64; 8]; 8]| m.map(|row| row.map(|v| v as f32));
+            (f(m), f(t(m)))
+        };
+        Transforms {
+            big_in: pair(t(v8inv)),
+            big_out: pair(v8inv),
+            small_in: pair(eval(7)),
+            small_out: pair(t(eval(7))),
+            weight_in: pair(eval(2)),
+            weight_out: pair(t(eval(2))),
+        }
+    })
+}
+
+/// `dst [n, n, k] = A · src · Aᵀ` over windows of k-vectors (`src [width, width, k]`; `A` is n × width, its other
+/// entries zero), in chunks of channels so a chunk's window stays in L1; zero entries of `A` are skipped (44 of
+/// V8⁻¹'s 64 are not zero). Vectorized across channels, so the domain's layout — channels innermost, the gemms'
+/// rows — comes out without a scatter. Compiled for AVX2 where the CPU has it: the same operations in the same
+/// order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
+fn sandwich((a, _): &(Tile, Tile), src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize) {
+    assert!(src.len() >= width * width * k && dst.len() >= n * n * k);
+    with_scratch(width * n * CHUNK, |tmp| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn wide(a: &Tile, src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize, tmp: &mut [f32]) {
+                sandwich_body(a, src, width, dst, n, k, tmp)
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { wide(a, src, width, dst, n, k, tmp) };
+            }
+        }
+        sandwich_body(a, src, width, dst, n, k, tmp)
+    })
+}
+
+const CHUNK: usize = 32;
+
+#[inline(always)]
+fn sandwich_body(a: &Tile, src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize, tmp: &mut [f32]) {
+    let axpy = |o: &mut [f32], c: f32, x: &[f32]| o.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
+    for k0 in (0..k).step_by(CHUNK) {
+        let kc = CHUNK.min(k - k0);
+        // tmp [width, n, kc] = src · Aᵀ
+        for r in 0..width {
+            for j in 0..n {
+                let o = &mut tmp[(r * n + j) * CHUNK..][..kc];
+                o.fill(0.0);
+                for (s, &c) in a[j][..width].iter().enumerate() {
+                    if c != 0.0 {
+                        axpy(o, c, &src[(r * width + s) * k + k0..][..kc]);
+                    }
+                }
+            }
+        }
+        // dst [n, n, kc] = A · tmp, summed in registers and written once (dst is not zeroed first)
+        let mut acc = [0f32; CHUNK];
+        for i in 0..n {
+            for j in 0..n {
+                let o = &mut acc[..kc];
+                o.fill(0.0);
+                for (r, &c) in a[i][..width].iter().enumerate() {
+                    if c != 0.0 {
+                        axpy(o, c, &tmp[(r * n + j) * CHUNK..][..kc]);
+                    }
+                }
+                dst[(i * n + j) * k + k0..][..kc].iter_mut().zip(&*o).for_each(|(d, &v)| {
+                    d.write(v);
+                });
+            }
+        }
+    }
+}
+
+/// Blocks per map of h × w outputs, `(rows, columns)`.
+fn blocks(h: usize, w: usize) -> (usize, usize) {
+    (h.div_ceil(BLOCK), w.div_ceil(BLOCK))
+}
+
+/// A thread's reusable buffer of at least `n` floats (contents unspecified but initialised). Two, so that a
+/// caller holding one can call [`sandwich`], which takes the other.
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    scratch(&SCRATCH_B, n, f)
+}
+
+fn with_window<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    scratch(&SCRATCH_A, n, f)
+}
+
+thread_local! {
+    static SCRATCH_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn scratch<R>(key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>, n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    key.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        f(&mut s[..n])
+    })
+}
+
+/// An initialised slice as a destination for [`sandwich`].
+fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; only initialised values are ever written through the result.
+    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// The big side `x [B, C, 2h, 2w]` in the domain: `[B, blocks, 64, 4C]`, channel `4c + 2py + px`.
+pub fn big_hat(x: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
+    let (ty, tx) = blocks(hh / 2, ww / 2);
+    let k4 = 4 * c;
+    let per_image = ty * tx * PTS * k4;
+    let fill = |bi: usize, out: &mut [MaybeUninit<f32>]| {
+        let img = &x[bi * c * hh * ww..][..c * hh * ww];
+        with_window(PTS * k4, |win| {
+            for (t, dst) in out.chunks_exact_mut(PTS * k4).enumerate() {
+                let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
+                // win [r, s, 4c + 2py + px] = x[c, 2(oy + r) − py, 2(ox + s) − px], zero outside the map.
+                for ci in 0..c {
+                    let plane = &img[ci * hh * ww..][..hh * ww];
+                    for r in 0..8 {
+                        for py in 0..2 {
+                            let iy = (2 * (oy + r)).wrapping_sub(py);
+                            let row = (iy < hh).then(|| &plane[iy * ww..][..ww]);
+                            for s in 0..8 {
+                                for px in 0..2 {
+                                    let ix = (2 * (ox + s)).wrapping_sub(px);
+                                    let v = match row {
+                                        Some(row) if ix < ww => row[ix],
+                                        _ => 0.0,
+                                    };
+                                    win[(r * 8 + s) * k4 + 4 * ci + 2 * py + px] = v;
+                                }
+                            }
+                        }
+                    }
+                }
+                sandwich(&transforms().big_in, win, 8, dst, 8, k4);
+            }
+        })
+    };
+    // SAFETY: `sandwich` writes each block's 64 · k values, and the blocks fill the image's piece.
+    unsafe { pieces_uninit(b * per_image, per_image, fill) }
+}
+
+/// The small side `a [B, S, h, w]` in the domain: `[B, blocks, 64, S]`.
+pub fn small_hat(a: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ty, tx) = blocks(h, w);
+    let per_image = ty * tx * PTS * s;
+    let fill = |bi: usize, out: &mut [MaybeUninit<f32>]| {
+        let img = &a[bi * s * h * w..][..s * h * w];
+        with_window(BLOCK * BLOCK * s, |win| {
+            for (t, dst) in out.chunks_exact_mut(PTS * s).enumerate() {
+                let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
+                // win [r, q, s] = a[s, oy + r, ox + q], zero outside the map.
+                if oy + BLOCK > h || ox + BLOCK > w {
+                    win.fill(0.0);
+                }
+                for (si, plane) in img.chunks_exact(h * w).enumerate() {
+                    for r in 0..BLOCK.min(h - oy) {
+                        for (q, &v) in plane[(oy + r) * w + ox..][..BLOCK.min(w - ox)].iter().enumerate() {
+                            win[(r * BLOCK + q) * s + si] = v;
+                        }
+                    }
+                }
+                sandwich(&transforms().small_in, win, BLOCK, dst, 8, s);
+            }
+        })
+    };
+    // SAFETY: `sandwich` writes each block's 64 · k values, and the blocks fill the image's piece.
+    unsafe { pieces_uninit(b * per_image, per_image, fill) }
+}
+
+/// `[B, blocks, 64, S]` from the domain → the small side `[B, S, h, w]`.
+pub fn small_out(hat: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ty, tx) = blocks(h, w);
+    let fill = |bi: usize, out: &mut [MaybeUninit<f32>]| {
+        let hat = &hat[bi * ty * tx * PTS * s..][..ty * tx * PTS * s];
+        with_window(BLOCK * BLOCK * s, |win| {
+            for (t, src) in hat.chunks_exact(PTS * s).enumerate() {
+                let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
+                sandwich(&transforms().small_out, src, 8, as_uninit(win), BLOCK, s);
+                // y[s, oy + i, ox + j] = win [i, j, s]
+                for (si, plane) in out.chunks_exact_mut(h * w).enumerate() {
+                    for i in 0..BLOCK.min(h - oy) {
+                        for (j, v) in plane[(oy + i) * w + ox..][..BLOCK.min(w - ox)].iter_mut().enumerate() {
+                            v.write(win[(i * BLOCK + j) * s + si]);
+                        }
+                    }
+                }
+            }
+        })
+    };
+    // SAFETY: the blocks tile the h × w map; each pixel is written by the block that holds it.
+    unsafe { pieces_uninit(b * s * h * w, s * h * w, fill) }
+}
+
+/// `[B, blocks, 64, 4C]` from the domain → the big side `[B, C, 2h, 2w]`: each block's 8×8 grid window added into
+/// the grid (neighbouring windows share a row or column), then the grid read back into pixels.
+pub fn big_out(hat: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
+    let (ty, tx) = blocks(hh / 2, ww / 2);
+    let (gh, gw, k4) = (BLOCK * ty + 1, BLOCK * tx + 1, 4 * c);
+    let fill = |bi: usize, out: &mut [MaybeUninit<f32>]| {
+        let hat = &hat[bi * ty * tx * PTS * k4..][..ty * tx * PTS * k4];
+        with_window(PTS * k4 + gh * gw * k4, |buf| {
+            let (win, grid) = buf.split_at_mut(PTS * k4);
+            grid.fill(0.0);
+            for (t, src) in hat.chunks_exact(PTS * k4).enumerate() {
+                let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
+                sandwich(&transforms().big_out, src, 8, as_uninit(win), 8, k4);
+                // grid [gy, gx, 4C] += win [r, s, 4C]
+                for r in 0..8 {
+                    let dst = &mut grid[((oy + r) * gw + ox) * k4..][..8 * k4];
+                    dst.iter_mut().zip(&win[r * 8 * k4..][..8 * k4]).for_each(|(d, &v)| *d += v);
+                }
+            }
+            for ci in 0..c {
+                for iy in 0..hh {
+                    let (py, gy) = (iy % 2, iy.div_ceil(2));
+                    let row = &mut out[(ci * hh + iy) * ww..][..ww];
+                    for (ix, v) in row.iter_mut().enumerate() {
+                        let (px, gx) = (ix % 2, ix.div_ceil(2));
+                        v.write(grid[(gy * gw + gx) * k4 + 4 * ci + 2 * py + px]);
+                    }
+                }
+            }
+        })
+    };
+    // SAFETY: the loops at the end write every pixel of the image.
+    unsafe { pieces_uninit(b * c * hh * ww, c * hh * ww, fill) }
+}
+
+/// Weights `[S, C, 4, 4]` (S on the small side) in the domain: `[64, S, 4C]`.
+pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
+    let k = s * 4 * c;
+    // taps [ty, tx, (s, 4c + 2py + px)] = w[s, c, 2ty + 1 − py, 2tx + 1 − px]
+    let mut taps = vec![0f32; 4 * k];
+    for (i, v) in taps.iter_mut().enumerate() {
+        let (tap, j) = (i / k, i % k);
+        let (ty, tx, si, cp) = (tap / 2, tap % 2, j / (4 * c), j % (4 * c));
+        let (ci, py, px) = (cp / 4, (cp / 2) % 2, cp % 2);
+        *v = w[((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px];
+    }
+    let mut out = vec![0f32; PTS * k];
+    sandwich(&transforms().weight_in, &taps, 2, as_uninit(&mut out), 8, k);
+    out
+}
+
+/// `[64, S, 4C]` from the domain → a weight gradient `[S, C, 4, 4]`.
+pub fn weight_out(hat: &[f32], s: usize, c: usize) -> Vec<f32> {
+    let k = s * 4 * c;
+    let mut taps = vec![0f32; 4 * k];
+    sandwich(&transforms().weight_out, hat, 8, as_uninit(&mut taps), 2, k);
+    let mut out = vec![0f32; s * c * 16];
+    for (i, &v) in taps.iter().enumerate() {
+        let (tap, j) = (i / k, i % k);
+        let (ty, tx, si, cp) = (tap / 2, tap % 2, j / (4 * c), j % (4 * c));
+        let (ci, py, px) = (cp / 4, (cp / 2) % 2, cp % 2);
+        out[((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px] = v;
+    }
+    out
+}
+
+/// The 64 per-point gemms, `dst_p = lhs_p · rhs_p`, on candle's kernel threads when it has several (each point
+/// on one thread: the same sums in the same order at any thread count). Matrices are given by their offset for
+/// point p (`p · step`) and row / column strides.
+struct Products {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (usize, usize, usize), // (step, row stride, column stride)
+    lhs: (usize, usize, usize),
+    rhs: (usize, usize, usize),
+}
+
+impl Products {
+    fn run(&self, lhs: &[f32], rhs: &[f32], dst_len: usize) -> Vec<f32> {
+        use rayon::prelude::*;
+        let Products { m, n, k, dst, lhs: l, rhs: r } = *self;
+        let last = |(step, rs, cs): (usize, usize, usize), rows: usize, cols: usize| (PTS - 1) * step + (rows - 1) * rs + (cols - 1) * cs;
+        assert!(m * n * k > 0);
+        assert!(lhs.len() > last(l, m, k) && rhs.len() > last(r, k, n) && dst_len > last(dst, m, n));
+        let mut out: Vec<f32> = Vec::with_capacity(dst_len);
+        let base = SendPtr(out.as_mut_ptr());
+        let one = |p: usize| {
+            let base = &base;
+            // SAFETY: the asserts above keep every index inside its buffer; the points' output elements are
+            // disjoint (each point's `dst` covers its own positions), so no two threads write one element; with
+            // `read_dst` false gemm writes `dst` without reading it.
+            unsafe {
+                gemm::gemm(
+                    m, n, k,
+                    base.0.add(p * dst.0), dst.2 as isize, dst.1 as isize, false,
+                    lhs.as_ptr().add(p * l.0), l.2 as isize, l.1 as isize,
+                    rhs.as_ptr().add(p * r.0), r.2 as isize, r.1 as isize,
+                    1.0, 1.0, false, false, false,
+                    gemm::Parallelism::None,
+                )
+            }
+        };
+        if candle_core::utils::get_num_threads() > 1 {
+            (0..PTS).into_par_iter().for_each(one);
+        } else {
+            (0..PTS).for_each(one);
+        }
+        // SAFETY: the 64 points' outputs cover all `dst_len` positions (the callers' layouts have no gaps).
+        unsafe { out.set_len(dst_len) };
+        out
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: the gemms write disjoint elements through it (see `Products::run`).
+unsafe impl Sync for SendPtr {}
+
+/// Forward convolution in the domain: `ŷ [N, 64, S] = x̂ [N, 64, 4C] · ŵ [64, S, 4C]ᵀ` (N = images · blocks).
+pub fn down_products(xh: &[f32], wh: &[f32], n: usize, s: usize, k4: usize) -> Vec<f32> {
+    Products { m: n, n: s, k: k4, dst: (s, PTS * s, 1), lhs: (k4, PTS * k4, 1), rhs: (s * k4, 1, k4) }.run(xh, wh, n * PTS * s)
+}
+
+/// Transposed convolution in the domain: `ĝ [N, 64, 4C] = ŝ [N, 64, S] · ŵ [64, S, 4C]`.
+pub fn up_products(sh: &[f32], wh: &[f32], n: usize, s: usize, k4: usize) -> Vec<f32> {
+    Products { m: n, n: k4, k: s, dst: (k4, PTS * k4, 1), lhs: (s, PTS * s, 1), rhs: (s * k4, k4, 1) }.run(sh, wh, n * PTS * k4)
+}
+
+/// Weight gradient in the domain: `[64, S, 4C] = Σ_N ŝ [N, 64, S]ᵀ · x̂ [N, 64, 4C]`.
+pub fn weight_products(sh: &[f32], xh: &[f32], n: usize, s: usize, k4: usize) -> Vec<f32> {
+    Products { m: s, n: k4, k: n, dst: (s * k4, k4, 1), lhs: (s, 1, PTS * s), rhs: (k4, PTS * k4, 1) }.run(sh, xh, PTS * s * k4)
+}
+
+/// Images · blocks: the gemms' row count for a batch of `b` maps of h × w outputs.
+pub fn rows(b: usize, h: usize, w: usize) -> usize {
+    let (ty, tx) = blocks(h, w);
+    b * ty * tx
+}
