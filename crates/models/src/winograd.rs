@@ -22,11 +22,11 @@
 //! candle's kernel threads, so results do not depend on the thread count.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use crate::fastconv::pieces_uninit;
 
-type Tile = [[f32; 8]; 8];
 /// Points of the transform domain per 8×8 window.
 const PTS: usize = 64;
 /// Output block edge.
@@ -34,23 +34,47 @@ const BLOCK: usize = 7;
 
 /// Whether a layer with `big_c` channels on its 2h × 2w side and `small_c` on its h × w side takes this path:
 /// both sides wide enough for the per-point gemms to be worth it, and the 7×7 blocks covering the map at least
-/// twice as cheap as the direct products (7×7 and 14×14 maps: 3×; 16×16 would be 1.8×). `VAELAB_CONV=im2col`
-/// turns it off (to compare the two paths in one binary).
+/// twice as cheap as the direct products (7×7 and 14×14 maps: 3×; 16×16 would be 1.8×). Off with
+/// [`set_enabled`] or `VAELAB_CONV=im2col` (to compare the two paths).
 pub fn applies(big_c: usize, small_c: usize, h: usize, w: usize) -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| std::env::var("VAELAB_CONV").map(|v| v != "im2col").unwrap_or(true));
     let blocks = h.div_ceil(BLOCK) * w.div_ceil(BLOCK);
-    enabled && big_c >= 8 && small_c >= 8 && 4 * h * w >= 2 * PTS * blocks
+    enabled() && big_c >= 8 && small_c >= 8 && 4 * h * w >= 2 * PTS * blocks
 }
 
-/// The six transform matrices, each as `A` (applied as `A · T · Aᵀ`), padded to 8×8, and its transpose.
+/// 0: not decided yet (the environment decides), 1: on, 2: off.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the Winograd path on or off for the whole process (tests and benchmarks compare it with im2col).
+pub fn set_enabled(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("VAELAB_CONV").map(|v| v != "im2col").unwrap_or(true);
+            let _ = MODE.compare_exchange(0, if on { 1 } else { 2 }, Ordering::Relaxed, Ordering::Relaxed);
+            MODE.load(Ordering::Relaxed) == 1
+        }
+        m => m == 1,
+    }
+}
+
+/// A transform matrix `A` (n × width) by its non-zero entries, row by row: `rows[i] = [(column, value)]`.
+struct Sparse {
+    n: usize,
+    width: usize,
+    rows: Vec<Vec<(usize, f32)>>,
+}
+
+/// The six transform matrices, each applied as `A · T · Aᵀ`.
 struct Transforms {
-    big_in: (Tile, Tile),     // V8⁻ᵀ: a grid window → the domain
-    big_out: (Tile, Tile),    // V8⁻¹: the domain → a grid window (overlapping its neighbours by one row/column)
-    small_in: (Tile, Tile),   // V7 (8×7): a 7×7 block → the domain
-    small_out: (Tile, Tile),  // V7ᵀ (7×8): the domain → a 7×7 block
-    weight_in: (Tile, Tile),  // Vw (8×2): 2×2 taps → the domain
-    weight_out: (Tile, Tile), // Vwᵀ (2×8): the domain → 2×2 taps
+    big_in: Sparse,     // V8⁻ᵀ: a grid window → the domain
+    big_out: Sparse,    // V8⁻¹: the domain → a grid window (overlapping its neighbours by one row/column)
+    small_in: Sparse,   // V7 (8×7): a 7×7 block → the domain
+    small_out: Sparse,  // V7ᵀ (7×8): the domain → a 7×7 block
+    weight_in: Sparse,  // Vw (8×2): 2×2 taps → the domain
+    weight_out: Sparse, // Vwᵀ (2×8): the domain → 2×2 taps
 }
 
 fn transforms() -> &'static Transforms {
@@ -88,78 +112,83 @@ fn transforms() -> &'static Transforms {
             (0..8).for_each(|i| (0..8).for_each(|j| r[i][j] = m[j][i]));
             r
         };
-        let pair = |m: [[f64; 8]; 8]| {
-            let f = |m: [[f64; 8]; 8]| m.map(|row| row.map(|v| v as f32));
-            (f(m), f(t(m)))
+        let sparse = |m: [[f64; 8]; 8], n: usize, width: usize| Sparse {
+            n,
+            width,
+            rows: m[..n].iter().map(|row| (0..width).filter(|&j| row[j] != 0.0).map(|j| (j, row[j] as f32)).collect()).collect(),
         };
         Transforms {
-            big_in: pair(t(v8inv)),
-            big_out: pair(v8inv),
-            small_in: pair(eval(7)),
-            small_out: pair(t(eval(7))),
-            weight_in: pair(eval(2)),
-            weight_out: pair(t(eval(2))),
+            big_in: sparse(t(v8inv), 8, 8),
+            big_out: sparse(v8inv, 8, 8),
+            small_in: sparse(eval(7), 8, 7),
+            small_out: sparse(t(eval(7)), 7, 8),
+            weight_in: sparse(eval(2), 8, 2),
+            weight_out: sparse(t(eval(2)), 2, 8),
         }
     })
 }
 
-/// `dst [n, n, k] = A · src · Aᵀ` over windows of k-vectors (`src [width, width, k]`; `A` is n × width, its other
-/// entries zero), in chunks of channels so a chunk's window stays in L1; zero entries of `A` are skipped (44 of
-/// V8⁻¹'s 64 are not zero). Vectorized across channels, so the domain's layout — channels innermost, the gemms'
-/// rows — comes out without a scatter. Compiled for AVX2 where the CPU has it: the same operations in the same
-/// order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
-fn sandwich((a, _): &(Tile, Tile), src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize) {
-    assert!(src.len() >= width * width * k && dst.len() >= n * n * k);
-    with_scratch(width * n * CHUNK, |tmp| {
+/// `dst [n, n, k] = A · src · Aᵀ` over windows of k-vectors (`src [width, width, k]`, A n × width), in chunks of
+/// channels so a chunk's window stays in L1, each output chunk summed in registers over A's non-zero entries (44
+/// of V8⁻¹'s 64) and written once. Vectorized across channels, so the domain's layout — channels innermost, the
+/// gemms' rows — comes out without a scatter. Compiled for AVX2 where the CPU has it: the same operations in the
+/// same order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
+fn sandwich(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
+    assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
+    with_scratch(a.width * a.n * CHUNK, |tmp| {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            unsafe fn wide(a: &Tile, src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize, tmp: &mut [f32]) {
-                sandwich_body(a, src, width, dst, n, k, tmp)
+            unsafe fn wide(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, tmp: &mut [f32]) {
+                sandwich_body(a, src, dst, k, tmp)
             }
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { wide(a, src, width, dst, n, k, tmp) };
+                return unsafe { wide(a, src, dst, k, tmp) };
             }
         }
-        sandwich_body(a, src, width, dst, n, k, tmp)
+        sandwich_body(a, src, dst, k, tmp)
     })
 }
 
 const CHUNK: usize = 32;
 
 #[inline(always)]
-fn sandwich_body(a: &Tile, src: &[f32], width: usize, dst: &mut [MaybeUninit<f32>], n: usize, k: usize, tmp: &mut [f32]) {
-    let axpy = |o: &mut [f32], c: f32, x: &[f32]| o.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
-    for k0 in (0..k).step_by(CHUNK) {
-        let kc = CHUNK.min(k - k0);
-        // tmp [width, n, kc] = src · Aᵀ
-        for r in 0..width {
-            for j in 0..n {
-                let o = &mut tmp[(r * n + j) * CHUNK..][..kc];
-                o.fill(0.0);
-                for (s, &c) in a[j][..width].iter().enumerate() {
-                    if c != 0.0 {
-                        axpy(o, c, &src[(r * width + s) * k + k0..][..kc]);
-                    }
-                }
+fn sandwich_body(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, tmp: &mut [f32]) {
+    let full = k / CHUNK * CHUNK;
+    for k0 in (0..full).step_by(CHUNK) {
+        chunk::<CHUNK>(a, src, dst, k, k0, tmp);
+    }
+    // Channels past the last full chunk (k not a multiple of 32), one at a time.
+    for k0 in full..k {
+        chunk::<1>(a, src, dst, k, k0, tmp);
+    }
+}
+
+/// Channels `k0 .. k0 + L` of [`sandwich`]; `tmp [width, n, L]` holds `src · Aᵀ`.
+#[inline(always)]
+fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, k0: usize, tmp: &mut [f32]) {
+    let (n, width) = (a.n, a.width);
+    for r in 0..width {
+        for (j, row) in a.rows.iter().enumerate() {
+            let mut acc = [0f32; L];
+            for &(s, c) in row {
+                let x: &[f32; L] = src[(r * width + s) * k + k0..][..L].try_into().unwrap();
+                acc.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
             }
+            tmp[(r * n + j) * L..][..L].copy_from_slice(&acc);
         }
-        // dst [n, n, kc] = A · tmp, summed in registers and written once (dst is not zeroed first)
-        let mut acc = [0f32; CHUNK];
-        for i in 0..n {
-            for j in 0..n {
-                let o = &mut acc[..kc];
-                o.fill(0.0);
-                for (r, &c) in a[i][..width].iter().enumerate() {
-                    if c != 0.0 {
-                        axpy(o, c, &tmp[(r * n + j) * CHUNK..][..kc]);
-                    }
-                }
-                dst[(i * n + j) * k + k0..][..kc].iter_mut().zip(&*o).for_each(|(d, &v)| {
-                    d.write(v);
-                });
+    }
+    for (i, row) in a.rows.iter().enumerate() {
+        for j in 0..n {
+            let mut acc = [0f32; L];
+            for &(r, c) in row {
+                let x: &[f32; L] = tmp[(r * n + j) * L..][..L].try_into().unwrap();
+                acc.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
             }
+            dst[(i * n + j) * k + k0..][..L].iter_mut().zip(&acc).for_each(|(d, &v)| {
+                d.write(v);
+            });
         }
     }
 }
@@ -230,7 +259,7 @@ pub fn big_hat(x: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
                         }
                     }
                 }
-                sandwich(&transforms().big_in, win, 8, dst, 8, k4);
+                sandwich(&transforms().big_in, win, dst, k4);
             }
         })
     };
@@ -258,7 +287,7 @@ pub fn small_hat(a: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
                         }
                     }
                 }
-                sandwich(&transforms().small_in, win, BLOCK, dst, 8, s);
+                sandwich(&transforms().small_in, win, dst, s);
             }
         })
     };
@@ -274,7 +303,7 @@ pub fn small_out(hat: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
         with_window(BLOCK * BLOCK * s, |win| {
             for (t, src) in hat.chunks_exact(PTS * s).enumerate() {
                 let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
-                sandwich(&transforms().small_out, src, 8, as_uninit(win), BLOCK, s);
+                sandwich(&transforms().small_out, src, as_uninit(win), s);
                 // y[s, oy + i, ox + j] = win [i, j, s]
                 for (si, plane) in out.chunks_exact_mut(h * w).enumerate() {
                     for i in 0..BLOCK.min(h - oy) {
@@ -302,7 +331,7 @@ pub fn big_out(hat: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
             grid.fill(0.0);
             for (t, src) in hat.chunks_exact(PTS * k4).enumerate() {
                 let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
-                sandwich(&transforms().big_out, src, 8, as_uninit(win), 8, k4);
+                sandwich(&transforms().big_out, src, as_uninit(win), k4);
                 // grid [gy, gx, 4C] += win [r, s, 4C]
                 for r in 0..8 {
                     let dst = &mut grid[((oy + r) * gw + ox) * k4..][..8 * k4];
@@ -337,7 +366,7 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
         *v = w[((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px];
     }
     let mut out = vec![0f32; PTS * k];
-    sandwich(&transforms().weight_in, &taps, 2, as_uninit(&mut out), 8, k);
+    sandwich(&transforms().weight_in, &taps, as_uninit(&mut out), k);
     out
 }
 
@@ -345,7 +374,7 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
 pub fn weight_out(hat: &[f32], s: usize, c: usize) -> Vec<f32> {
     let k = s * 4 * c;
     let mut taps = vec![0f32; 4 * k];
-    sandwich(&transforms().weight_out, hat, 8, as_uninit(&mut taps), 2, k);
+    sandwich(&transforms().weight_out, hat, as_uninit(&mut taps), k);
     let mut out = vec![0f32; s * c * 16];
     for (i, &v) in taps.iter().enumerate() {
         let (tap, j) = (i / k, i % k);
