@@ -12,6 +12,10 @@
 //! gradient is computed only where the input needs one (not for the data under the first layer). The conv
 //! biases go through [`add_channel_bias`].
 //!
+//! Layers with ≥ 8 channels on both sides whose small side is covered well by 7×7 blocks (7×7 and 14×14 maps:
+//! the conv VAE's 32 ↔ 64-channel layers, most of its arithmetic) take [`crate::winograd`] instead: the same
+//! three products in Winograd form, a third of the multiplications and no im2col.
+//!
 //! Off the CPU (see [`crate::kernels`]) the layers are candle's `conv2d` / `conv_transpose2d` with the same
 //! weights.
 //!
@@ -432,16 +436,19 @@ fn arc<T: CustomOp2 + Send + Sync + 'static>(op: T) -> std::sync::Arc<Box<dyn Cu
 }
 
 /// conv(x [B, C, H, W], W [O, C, 4, 4]) → [B, O, H/2, W/2]. Keeps the im2col of `x` it made for the forward
-/// pass until the backward pass has used it for the weight gradient (one im2col per layer and step, not two).
+/// pass (on the Winograd path, `x`'s transform) until the backward pass has used it for the weight gradient (one
+/// im2col per layer and step, not two).
 #[derive(Default)]
 struct DownOp {
     cols: std::sync::Mutex<Option<Tensor>>,
+    weight_hat: std::sync::Mutex<Option<Vec<f32>>>, // the Winograd path's transformed weights, for ∂x
 }
 /// convᵀ(x [B, C, h, w], W [C, O, 4, 4]) → [B, O, 2h, 2w]. Keeps the transform of `x` it made on the
 /// Winograd path (see [`crate::winograd`]) for the weight gradient.
 #[derive(Default)]
 struct UpOp {
     kept: std::sync::Mutex<Option<Tensor>>,
+    weight_hat: std::sync::Mutex<Option<Vec<f32>>>, // the transformed weights, for ∂x
 }
 /// `[B, C, H, W]` → its im2col, `[B, H/2·W/2, C·16]` (no gradient: used inside backward passes).
 struct Im2Col;
@@ -473,8 +480,10 @@ impl CustomOp2 for DownOp {
         if winograd::applies(c, o, ho, wo) {
             let xh = winograd::big_hat(x, [b, c, h, w]);
             let n = winograd::rows(b, ho, wo);
-            let yh = winograd::down_products(&xh, &winograd::weight_hat(slice(s2, l2)?, o, c), n, o, 4 * c);
+            let wh = winograd::weight_hat(slice(s2, l2)?, o, c);
+            let yh = winograd::down_products(&xh, &wh, n, o, 4 * c);
             *self.cols.lock().unwrap() = Some(Tensor::from_vec(xh, n * 64 * 4 * c, &Device::Cpu)?);
+            *self.weight_hat.lock().unwrap() = Some(wh);
             return Ok((CpuStorage::F32(winograd::small_out(&yh, [b, o, ho, wo])), Shape::from((b, o, ho, wo))));
         }
         let cols = im2col(x, [b, c, h, w]);
@@ -495,8 +504,12 @@ impl CustomOp2 for DownOp {
                 None => Tensor::from_vec(with_f32(x, |x| winograd::big_hat(x, [b, c, h, wd]))?, n * 64 * k4, &Device::Cpu)?,
             };
             let dyh = with_f32(&dy, |g| winograd::small_hat(g, [b, o, h / 2, wd / 2]))?;
+            let wh = self.weight_hat.lock().unwrap().take();
             let dx = if x.track_op() {
-                let wh = with_f32(w, |w| winograd::weight_hat(w, o, c))?;
+                let wh = match wh {
+                    Some(wh) => wh,
+                    None => with_f32(w, |w| winograd::weight_hat(w, o, c))?,
+                };
                 let g = winograd::up_products(&dyh, &wh, n, o, k4);
                 Some(Tensor::from_vec(winograd::big_out(&g, [b, c, h, wd]), x.shape(), &Device::Cpu)?)
             } else {
@@ -528,8 +541,10 @@ impl CustomOp2 for UpOp {
             // Down's input gradient with this weight read as Down's [O_down = C, C_down = O, 4, 4].
             let (n, k4) = (winograd::rows(b, h, w), 4 * o);
             let xh = winograd::small_hat(x, [b, c, h, w]);
-            let g = winograd::up_products(&xh, &winograd::weight_hat(slice(s2, l2)?, c, o), n, c, k4);
+            let wh = winograd::weight_hat(slice(s2, l2)?, c, o);
+            let g = winograd::up_products(&xh, &wh, n, c, k4);
             *self.kept.lock().unwrap() = Some(Tensor::from_vec(xh, n * 64 * c, &Device::Cpu)?);
+            *self.weight_hat.lock().unwrap() = Some(wh);
             return Ok((CpuStorage::F32(winograd::big_out(&g, [b, o, 2 * h, 2 * w])), Shape::from((b, o, 2 * h, 2 * w))));
         }
         let y = transposed_conv(x, slice(s2, l2)?, [b, c, h, w], o);
@@ -547,8 +562,12 @@ impl CustomOp2 for UpOp {
                 None => Tensor::from_vec(with_f32(x, |x| winograd::small_hat(x, [b, c, h, w_]))?, n * 64 * c, &Device::Cpu)?,
             };
             let dyh = with_f32(dy, |g| winograd::big_hat(g, [b, o, 2 * h, 2 * w_]))?;
+            let wh = self.weight_hat.lock().unwrap().take();
             let dx = if x.track_op() {
-                let wh = with_f32(w, |w| winograd::weight_hat(w, c, o))?;
+                let wh = match wh {
+                    Some(wh) => wh,
+                    None => with_f32(w, |w| winograd::weight_hat(w, c, o))?,
+                };
                 let yh = winograd::down_products(&dyh, &wh, n, c, k4);
                 Some(Tensor::from_vec(winograd::small_out(&yh, [b, c, h, w_]), x.shape(), &Device::Cpu)?)
             } else {
