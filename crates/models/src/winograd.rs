@@ -60,11 +60,59 @@ fn enabled() -> bool {
     }
 }
 
-/// A transform matrix `A` (n × width) by its non-zero entries, row by row: `rows[i] = [(column, value)]`.
+/// A transform matrix `A` (n × width) as `post · B · pre`: the points come in pairs ±t (1 and −1, 2 and −2, ½ and
+/// −½), and where a matrix evaluates at the points (rows are points) the rows of a pair differ only in the sign
+/// of their odd columns, where it interpolates from them (columns are points) the columns of a pair differ only
+/// in the sign of their odd rows. So a pair's two outputs are e ± o from one set of products (`post`), or the
+/// inputs of a pair are first turned into their sum and difference (`pre`) — 23 to 32 products per line where
+/// A has 44 non-zero entries.
 struct Sparse {
     n: usize,
     width: usize,
-    rows: Vec<Vec<(usize, f32)>>,
+    pre: Vec<(usize, usize)>,     // inputs (s, s′) → (s + s′, s − s′)
+    rows: Vec<Vec<(usize, f32)>>, // B, by its non-zero entries: rows[i] = [(input, value)]
+    post: Vec<(usize, usize)>,    // outputs (i, i′) → (i + i′, i − i′)
+}
+
+/// The pairs ±t among the points (0, 1, −1, 2, −2, ½, −½, ∞).
+const PAIRS: [(usize, usize); 3] = [(1, 2), (3, 4), (5, 6)];
+
+impl Sparse {
+    /// `m` (n × width) whose rows are the points.
+    fn evaluating(m: [[f64; 8]; 8], n: usize, width: usize) -> Sparse {
+        let mut rows: Vec<Vec<(usize, f32)>> = m[..n].iter().map(|row| nonzero(row, width, |_| true)).collect();
+        for (i, i2) in PAIRS {
+            // B's row i: A's row i at its even columns (e); row i′: the same row at its odd columns (o).
+            rows[i] = nonzero(&m[i], width, |j| j % 2 == 0);
+            rows[i2] = nonzero(&m[i], width, |j| j % 2 == 1);
+        }
+        Sparse { n, width, pre: vec![], rows, post: PAIRS.to_vec() }
+    }
+
+    /// `m` (n × 8) whose columns are the points.
+    fn interpolating(m: [[f64; 8]; 8], n: usize) -> Sparse {
+        let rows = m[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                // Unpaired points (0, ∞) as they are; a pair through its sum (even rows) or difference (odd rows).
+                let mut terms: Vec<(usize, f32)> = [0, 7].into_iter().filter(|&j| row[j] != 0.0).map(|j| (j, row[j] as f32)).collect();
+                for (s, s2) in PAIRS {
+                    if row[s] != 0.0 {
+                        terms.push((if i % 2 == 0 { s } else { s2 }, row[s] as f32));
+                    }
+                }
+                terms.sort_by_key(|t| t.0);
+                terms
+            })
+            .collect();
+        Sparse { n, width: 8, pre: PAIRS.to_vec(), rows, post: vec![] }
+    }
+}
+
+/// A row's non-zero entries among its first `width` columns that `keep` selects, as f32.
+fn nonzero(row: &[f64; 8], width: usize, keep: impl Fn(usize) -> bool) -> Vec<(usize, f32)> {
+    (0..width).filter(|&j| keep(j) && row[j] != 0.0).map(|j| (j, row[j] as f32)).collect()
 }
 
 /// The six transform matrices, each applied as `A · T · Aᵀ`.
@@ -112,26 +160,21 @@ fn transforms() -> &'static Transforms {
             (0..8).for_each(|i| (0..8).for_each(|j| r[i][j] = m[j][i]));
             r
         };
-        let sparse = |m: [[f64; 8]; 8], n: usize, width: usize| Sparse {
-            n,
-            width,
-            rows: m[..n].iter().map(|row| (0..width).filter(|&j| row[j] != 0.0).map(|j| (j, row[j] as f32)).collect()).collect(),
-        };
         Transforms {
-            big_in: sparse(t(v8inv), 8, 8),
-            big_out: sparse(v8inv, 8, 8),
-            small_in: sparse(eval(7), 8, 7),
-            small_out: sparse(t(eval(7)), 7, 8),
-            weight_in: sparse(eval(2), 8, 2),
-            weight_out: sparse(t(eval(2)), 2, 8),
+            big_in: Sparse::evaluating(t(v8inv), 8, 8),
+            big_out: Sparse::interpolating(v8inv, 8),
+            small_in: Sparse::evaluating(eval(7), 8, 7),
+            small_out: Sparse::interpolating(t(eval(7)), 7),
+            weight_in: Sparse::evaluating(eval(2), 8, 2),
+            weight_out: Sparse::interpolating(t(eval(2)), 2),
         }
     })
 }
 
 /// `dst [n, n, k] = A · src · Aᵀ` over windows of k-vectors (`src [width, width, k]`, A n × width), in chunks of
-/// channels so a chunk's window stays in L1, each output chunk summed in registers over A's non-zero entries (44
-/// of V8⁻¹'s 64) and written once. Vectorized across channels, so the domain's layout — channels innermost, the
-/// gemms' rows — comes out without a scatter. Compiled for AVX2 where the CPU has it: the same operations in the
+/// channels so a chunk's window stays in L1, each line of a pass through [`Sparse`]'s sums and differences.
+/// Vectorized across channels, so the domain's layout — channels innermost, the gemms' rows — comes out without
+/// a scatter. Compiled for AVX2 where the CPU has it: the same operations in the
 /// same order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
 fn sandwich(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
     assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
@@ -169,26 +212,52 @@ fn sandwich_body(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize
 #[inline(always)]
 fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, k0: usize, tmp: &mut [f32]) {
     let (n, width) = (a.n, a.width);
+    let mut x = [[0f32; L]; 8];
+    let mut v = [[0f32; L]; 8];
     for r in 0..width {
-        for (j, row) in a.rows.iter().enumerate() {
-            let mut acc = [0f32; L];
-            for &(s, c) in row {
-                let x: &[f32; L] = src[(r * width + s) * k + k0..][..L].try_into().unwrap();
-                acc.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
-            }
-            tmp[(r * n + j) * L..][..L].copy_from_slice(&acc);
+        for (s, xs) in x.iter_mut().enumerate().take(width) {
+            *xs = src[(r * width + s) * k + k0..][..L].try_into().unwrap();
+        }
+        line(a, &mut x, &mut v);
+        for (j, vj) in v.iter().enumerate().take(n) {
+            tmp[(r * n + j) * L..][..L].copy_from_slice(vj);
         }
     }
-    for (i, row) in a.rows.iter().enumerate() {
-        for j in 0..n {
-            let mut acc = [0f32; L];
-            for &(r, c) in row {
-                let x: &[f32; L] = tmp[(r * n + j) * L..][..L].try_into().unwrap();
-                acc.iter_mut().zip(x).for_each(|(o, &x)| *o += c * x);
-            }
-            dst[(i * n + j) * k + k0..][..L].iter_mut().zip(&acc).for_each(|(d, &v)| {
+    for j in 0..n {
+        for (r, xr) in x.iter_mut().enumerate().take(width) {
+            *xr = tmp[(r * n + j) * L..][..L].try_into().unwrap();
+        }
+        line(a, &mut x, &mut v);
+        for (i, vi) in v.iter().enumerate().take(n) {
+            dst[(i * n + j) * k + k0..][..L].iter_mut().zip(vi).for_each(|(d, &v)| {
                 d.write(v);
             });
+        }
+    }
+}
+
+/// One line of a sandwich's pass, `v = A · x` (each entry L channels): `pre`, B's products, `post`.
+#[inline(always)]
+fn line<const L: usize>(a: &Sparse, x: &mut [[f32; L]; 8], v: &mut [[f32; L]; 8]) {
+    for &(s, s2) in &a.pre {
+        for l in 0..L {
+            let (p, q) = (x[s][l], x[s2][l]);
+            x[s][l] = p + q;
+            x[s2][l] = p - q;
+        }
+    }
+    for (vi, row) in v.iter_mut().zip(&a.rows) {
+        let mut acc = [0f32; L];
+        for &(s, c) in row {
+            acc.iter_mut().zip(&x[s]).for_each(|(o, &x)| *o += c * x);
+        }
+        *vi = acc;
+    }
+    for &(i, i2) in &a.post {
+        for l in 0..L {
+            let (e, o) = (v[i][l], v[i2][l]);
+            v[i][l] = e + o;
+            v[i2][l] = e - o;
         }
     }
 }
