@@ -6,11 +6,15 @@
 //! took ≈ 10%; and the weight gradient reaches W through the `t()` view, so candle accumulates it as a
 //! *transposed* tensor, an element-by-element strided add (≈ 11%). Here every gradient comes out of a gemm or a
 //! column sum already contiguous in W's own layout, and no input gradient is made for the data under the
-//! first layer.
+//! first layer. An input that is mostly zeros (binarized images) takes [`crate::sparse`] for the forward product
+//! and the weight gradient instead of the gemm.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
+use std::sync::{Arc, OnceLock};
+
+use crate::sparse::{self, SparseRows};
 
 pub struct Dense {
     weight: Tensor, // [out, in]
@@ -37,12 +41,18 @@ impl Module for Dense {
             // Batched matrices, or another device (`kernels`): candle-nn's path.
             return candle_nn::Linear::new(self.weight.clone(), Some(self.bias.clone())).forward(x);
         }
-        x.contiguous()?.apply_op3_arc(&self.weight, &self.bias, std::sync::Arc::new(Box::new(DenseOp)))
+        x.contiguous()?.apply_op3_arc(&self.weight, &self.bias, Arc::new(Box::new(DenseOp::default())))
     }
 }
 
 /// `(x [N, I], W [O, I], b [O]) → x·Wᵀ + b [N, O]`.
-struct DenseOp;
+#[derive(Default)]
+struct DenseOp {
+    /// A sparse input's columns (xᵀ by rows), kept from the forward pass for the weight gradient.
+    sparse_x: OnceLock<Arc<SparseRows>>,
+}
+/// `dy [N, O] → dW = dyᵀ · x [O, I]` for a sparse x (given as xᵀ by rows).
+struct SparseWeightGrad(Arc<SparseRows>);
 /// `[N, D] → [D]`: the sum of each column.
 struct ColumnSum;
 
@@ -71,6 +81,14 @@ impl CustomOp3 for DenseOp {
         if i != i2 || bias.len() != o {
             candle_core::bail!("dense: {:?} · {:?}ᵀ + [{}]", lx.dims(), lw.dims(), bias.len());
         }
+        let x = contiguous_f32(sx, lx)?;
+        if let Some(xs) = SparseRows::of(x, n, i) {
+            // y = b + x · Wᵀ over x's non-zeros, from Wᵀ's rows.
+            let wt = sparse::transpose(contiguous_f32(sw, lw)?, o, i);
+            let y = xs.times(&wt, o, Some(bias));
+            let _ = self.sparse_x.set(Arc::new(xs.transposed()));
+            return Ok((CpuStorage::F32(y), Shape::from((n, o))));
+        }
         // candle's own CPU gemm, reading W through a transposed layout (no copy).
         let CpuStorage::F32(mut y) = sx.matmul(sw, (1, n, o, i), lx, &lw.transpose(0, 1)?)? else {
             candle_core::bail!("dense: f32 only")
@@ -83,9 +101,29 @@ impl CustomOp3 for DenseOp {
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let dx = if x.track_op() { Some(dy.matmul(w)?) } else { None };
-        let dw = dy.t()?.matmul(x)?; // [O, I], contiguous
-        let db = dy.apply_op1_arc(std::sync::Arc::new(Box::new(ColumnSum)))?;
+        let dw = match self.sparse_x.get() {
+            Some(xt) => dy.apply_op1_arc(Arc::new(Box::new(SparseWeightGrad(xt.clone()))))?,
+            None => dy.t()?.matmul(x)?, // [O, I], contiguous
+        };
+        let db = dy.apply_op1_arc(Arc::new(Box::new(ColumnSum)))?;
         Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+impl CustomOp1 for SparseWeightGrad {
+    fn name(&self) -> &'static str {
+        "dense-sparse-weight-grad"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dy = contiguous_f32(s, l)?;
+        let xt = &self.0;
+        let &[n, o] = l.dims() else { candle_core::bail!("dense weight gradient: dy {:?}", l.dims()) };
+        if n != xt.cols() {
+            candle_core::bail!("dense weight gradient: dy {:?} for {} inputs", l.dims(), xt.cols());
+        }
+        // dWᵀ [I, O] = xᵀ · dy, then into W's own layout.
+        let dwt = xt.times(dy, o, None);
+        Ok((CpuStorage::F32(sparse::transpose(&dwt, xt.rows(), o)), Shape::from((o, xt.rows()))))
     }
 }
 

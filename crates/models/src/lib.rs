@@ -21,6 +21,7 @@ pub mod norm;
 pub mod model;
 pub mod registry;
 pub mod schedule;
+pub mod sparse;
 pub mod spec;
 pub mod stacked;
 pub mod winograd;
