@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Init, VarBuilder};
 use std::sync::{Arc, OnceLock};
 
-use crate::sparse::{self, SparseRows};
+use crate::sparse::{Panels, SparseRows};
 
 pub struct Dense {
     weight: Tensor, // [out, in]
@@ -84,8 +84,8 @@ impl CustomOp3 for DenseOp {
         let x = contiguous_f32(sx, lx)?;
         if let Some(xs) = SparseRows::of(x, n, i) {
             // y = b + x · Wᵀ over x's non-zeros, from Wᵀ's rows.
-            let wt = sparse::transpose(contiguous_f32(sw, lw)?, o, i);
-            let y = xs.times(&wt, o, Some(bias));
+            let wt = Panels::of_transpose(contiguous_f32(sw, lw)?, o, i);
+            let y = xs.times(&wt, Some(bias), false);
             let _ = self.sparse_x.set(Arc::new(xs.transposed()));
             return Ok((CpuStorage::F32(y), Shape::from((n, o))));
         }
@@ -121,9 +121,9 @@ impl CustomOp1 for SparseWeightGrad {
         if n != xt.cols() {
             candle_core::bail!("dense weight gradient: dy {:?} for {} inputs", l.dims(), xt.cols());
         }
-        // dWᵀ [I, O] = xᵀ · dy, then into W's own layout.
-        let dwt = xt.times(dy, o, None);
-        Ok((CpuStorage::F32(sparse::transpose(&dwt, xt.rows(), o)), Shape::from((o, xt.rows()))))
+        // dW = (xᵀ · dy)ᵀ, written in W's own layout [O, I].
+        let dw = xt.times(&Panels::of_rows(dy, n, o), None, true);
+        Ok((CpuStorage::F32(dw), Shape::from((o, xt.rows()))))
     }
 }
 

@@ -4,10 +4,14 @@
 //! MNIST digits — ≈ 87% zeros, a whole border of pixels that are never on. A gemm multiplies every zero; here
 //! the forward `y = b + x · Wᵀ` and the weight gradient `dW = dyᵀ · x` visit only the non-zeros: each output row
 //! is a sum of the rows of `Wᵀ` (or of `dy`) that its non-zeros pick, accumulated in registers 64 columns at a
-//! time. At MNIST's density that is ≈ 1/8 of the gemm's products for both, plus two transposes of W's size.
+//! time from one L2-sized panel of them ([`Panels`]). At MNIST's density that is ≈ 1/8 of the gemm's products
+//! for both, plus a transpose of W and a copy of dy into panels.
 //!
-//! A layer takes it when at most [`MAX_DENSITY`] of its input is non-zero (binarized MNIST: 13%; Fashion-MNIST's
-//! grey levels: ≈ 50%, so they stay on the gemm). The sums run in a fixed order, each output on one thread, so
+//! Such a product runs at about a third of the gemm's rate (it is bound by loading a picked row per non-zero;
+//! in a profile of the MLP VAE step at batch 1024: 84 M products in 2,000 samples against the gemm's 642 M in
+//! 5,300 for the same layer), so it pays below ≈ 30% non-zeros; a layer takes it when at most [`MAX_DENSITY`]
+//! of its input is non-zero (binarized MNIST: 13%; Fashion-MNIST: 50% non-zero grey levels, 29% when
+//! binarized, so it stays on the gemm). The sums run in a fixed order, each output on one thread, so
 //! results do not depend on the thread count; they differ from the gemm's by float rounding only — and in that
 //! a zero input times a non-finite weight adds nothing here, where a gemm would give NaN. Off with
 //! [`set_enabled`] or `VAELAB_DENSE=gemm` (to compare the two paths).
@@ -15,9 +19,7 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::fastconv::pieces_uninit;
-
-/// The largest fraction of non-zero inputs that takes this path (measured against the gemm: see the README).
+/// The largest fraction of non-zero inputs that takes this path (see above).
 pub const MAX_DENSITY: f64 = 0.25;
 
 /// 0: not decided yet (the environment decides), 1: on, 2: off.
@@ -60,18 +62,22 @@ impl SparseRows {
         if nnz as f64 > MAX_DENSITY * x.len() as f64 {
             return None;
         }
-        let (mut index, mut value) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+        // Without branches (the zeros fall at random): every entry is written at the next free place, which only
+        // a non-zero moves on — one spare place at the end for the writes past the last non-zero.
+        let (mut index, mut value) = (vec![0u32; nnz + 1], vec![0f32; nnz + 1]);
         let mut starts = Vec::with_capacity(rows + 1);
         starts.push(0);
+        let mut at = 0;
         for row in x.chunks_exact(cols) {
             for (j, &v) in row.iter().enumerate() {
-                if v != 0.0 {
-                    index.push(j as u32);
-                    value.push(v);
-                }
+                index[at] = j as u32;
+                value[at] = v;
+                at += (v != 0.0) as usize;
             }
-            starts.push(index.len());
+            starts.push(at);
         }
+        index.truncate(nnz);
+        value.truncate(nnz);
         Some(SparseRows { rows, cols, starts, index, value })
     }
 
@@ -101,94 +107,162 @@ impl SparseRows {
         self.cols
     }
 
-    /// `init + self · m` (`m [cols, o]` row-major; `init [o]`, added to every row, or zeros): `[rows, o]`.
-    pub fn times(&self, m: &[f32], o: usize, init: Option<&[f32]>) -> Vec<f32> {
-        assert_eq!(m.len(), self.cols * o);
+    /// `init + self · m` (`m [cols, o]` in panels; `init [o]`, added to every row, or zeros): `[rows, o]`, or
+    /// its transpose `[o, rows]` (`transposed_out`).
+    pub fn times(&self, m: &Panels, init: Option<&[f32]>, transposed_out: bool) -> Vec<f32> {
+        let o = m.o;
+        assert_eq!(m.k, self.cols);
         assert!(init.is_none_or(|b| b.len() == o));
-        assert!(o > 0);
-        let fill = |piece: usize, out: &mut [MaybeUninit<f32>]| {
+        let len = self.rows * o;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let dst = SendPtr(out.as_mut_ptr());
+        // Tasks panel by panel, so each thread works through one panel at a time (it stays in L2) for all rows.
+        let pieces = self.rows.div_ceil(ROWS_PER_PIECE);
+        let task = |t: usize| {
+            let dst = &dst;
+            let (b, p) = (t / pieces, t % pieces);
+            let rows = p * ROWS_PER_PIECE..((p + 1) * ROWS_PER_PIECE).min(self.rows);
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                unsafe fn wide(s: &SparseRows, m: &[f32], o: usize, init: Option<&[f32]>, r0: usize, out: &mut [MaybeUninit<f32>]) {
-                    rows_body(s, m, o, init, r0, out)
+                unsafe fn wide(s: &SparseRows, m: &Panels, b: usize, init: Option<&[f32]>, rows: std::ops::Range<usize>, t: bool, dst: &SendPtr) {
+                    // SAFETY: as `piece_body`'s (the caller's).
+                    unsafe { piece_body(s, m, b, init, rows, t, dst) }
                 }
                 if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { wide(self, m, o, init, piece * ROWS_PER_PIECE, out) };
+                    // SAFETY: the CPU has AVX2 (checked just above); `piece_body`'s contract as below.
+                    return unsafe { wide(self, m, b, init, rows, transposed_out, dst) };
                 }
             }
-            rows_body(self, m, o, init, piece * ROWS_PER_PIECE, out)
+            // SAFETY: `dst` holds `len` floats and the tasks' (panel, rows) blocks are disjoint.
+            unsafe { piece_body(self, m, b, init, rows, transposed_out, dst) }
         };
-        // SAFETY: `rows_body` writes all o columns of each of the piece's rows.
-        unsafe { pieces_uninit(self.rows * o, ROWS_PER_PIECE * o, fill) }
+        let tasks = Panels::blocks(o) * pieces;
+        if candle_core::utils::get_num_threads() > 1 && tasks > 1 {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
+        // SAFETY: the pieces wrote every column of every row (see `piece_body`).
+        unsafe { out.set_len(len) };
+        out
     }
 }
 
-/// Output rows per task on candle's kernel threads.
-const ROWS_PER_PIECE: usize = 16;
+/// A `[k, o]` matrix in panels of [`LANES`] columns: panel b holds columns b·64 .. b·64 + 64 of every row, row
+/// after row (zeros past o). The rows a product picks are then 256-byte runs of one panel, which fits in L2
+/// (784 × 64 floats: 200 KB) where the whole matrix would not.
+pub struct Panels {
+    k: usize,
+    o: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    fn blocks(o: usize) -> usize {
+        o.div_ceil(LANES)
+    }
+
+    fn panel(&self, b: usize) -> &[f32] {
+        &self.data[b * self.k * LANES..][..self.k * LANES]
+    }
+
+    /// `m [k, o]` (row-major).
+    pub fn of_rows(m: &[f32], k: usize, o: usize) -> Panels {
+        assert_eq!(m.len(), k * o);
+        let mut data = vec![0f32; Self::blocks(o) * k * LANES];
+        for (b, panel) in data.chunks_exact_mut(k * LANES).enumerate() {
+            let (c0, width) = (b * LANES, LANES.min(o - b * LANES));
+            for (r, dst) in panel.chunks_exact_mut(LANES).enumerate() {
+                dst[..width].copy_from_slice(&m[r * o + c0..][..width]);
+            }
+        }
+        Panels { k, o, data }
+    }
+
+    /// `wᵀ` for `w [o, k]` (row-major): the transpose, written panel by panel in tiles of 16 rows of w's.
+    pub fn of_transpose(w: &[f32], o: usize, k: usize) -> Panels {
+        assert_eq!(w.len(), o * k);
+        const TILE: usize = 16;
+        let mut data = vec![0f32; Self::blocks(o) * k * LANES];
+        let fill = |(b, panel): (usize, &mut [f32])| {
+            let (c0, width) = (b * LANES, LANES.min(o - b * LANES));
+            for j0 in (0..k).step_by(TILE) {
+                let tile = TILE.min(k - j0);
+                for l in 0..width {
+                    let src = &w[(c0 + l) * k + j0..][..tile];
+                    for (dj, &v) in src.iter().enumerate() {
+                        panel[(j0 + dj) * LANES + l] = v;
+                    }
+                }
+            }
+        };
+        if candle_core::utils::get_num_threads() > 1 {
+            use rayon::prelude::*;
+            data.par_chunks_exact_mut(k * LANES).enumerate().for_each(fill);
+        } else {
+            data.chunks_exact_mut(k * LANES).enumerate().for_each(fill);
+        }
+        Panels { k, o, data }
+    }
+}
+
+/// Rows of the sparse operand per task on candle's kernel threads.
+const ROWS_PER_PIECE: usize = 32;
 /// Output columns accumulated in registers at once (8 AVX2 registers).
 const LANES: usize = 64;
 
-/// Rows `r0 ..` of [`SparseRows::times`], as many as `out` holds. Compiled for AVX2 where the CPU has it: the
-/// same operations in the same order either way (no FMA contraction), so the same bits on any machine.
-#[inline(always)]
-fn rows_body(s: &SparseRows, m: &[f32], o: usize, init: Option<&[f32]>, r0: usize, out: &mut [MaybeUninit<f32>]) {
-    for (r, out) in (r0..).zip(out.chunks_exact_mut(o)) {
-        let (index, value) = (&s.index[s.starts[r]..s.starts[r + 1]], &s.value[s.starts[r]..s.starts[r + 1]]);
-        let mut c0 = 0;
-        while c0 + LANES <= o {
-            block::<LANES>(index, value, m, o, c0, init, out);
-            c0 += LANES;
-        }
-        while c0 + 8 <= o {
-            block::<8>(index, value, m, o, c0, init, out);
-            c0 += 8;
-        }
-        for c in c0..o {
-            block::<1>(index, value, m, o, c, init, out);
-        }
-    }
-}
+struct SendPtr(*mut f32);
+// SAFETY: the pieces write disjoint elements through it (see `SparseRows::times`).
+unsafe impl Sync for SendPtr {}
 
-/// Columns `c0 .. c0 + L` of one output row: `init + Σ value · m[index]`, in the entries' order.
+/// Output rows `rows` of [`SparseRows::times`] in panel `b`'s 64 columns, each row's block summed in registers
+/// in the entries' order and written once. Compiled for AVX2
+/// where the CPU has it: the same operations in the same order either way (no FMA contraction), so the same
+/// bits on any machine.
+///
+/// # Safety
+/// `dst` must hold `s.rows · m.o` floats, and no other thread may write this block of rows and columns at the
+/// same time.
 #[inline(always)]
-fn block<const L: usize>(index: &[u32], value: &[f32], m: &[f32], o: usize, c0: usize, init: Option<&[f32]>, out: &mut [MaybeUninit<f32>]) {
-    let mut acc: [f32; L] = match init {
-        Some(b) => b[c0..c0 + L].try_into().unwrap(),
-        None => [0.0; L],
-    };
-    for (&k, &v) in index.iter().zip(value) {
-        let row: &[f32; L] = m[k as usize * o + c0..][..L].try_into().unwrap();
-        acc.iter_mut().zip(row).for_each(|(a, &w)| *a += v * w);
-    }
-    out[c0..c0 + L].iter_mut().zip(&acc).for_each(|(d, &v)| {
-        d.write(v);
-    });
-}
-
-/// `m [rows, cols]` → `[cols, rows]`, in 16 × 16 tiles.
-pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    assert_eq!(m.len(), rows * cols);
-    const TILE: usize = 16;
-    let fill = |piece: usize, out: &mut [MaybeUninit<f32>]| {
-        // Output rows j0 .. j0 + out.len() / rows, i.e. input columns.
-        let j0 = piece * TILE;
-        let width = out.len() / rows;
-        for i0 in (0..rows).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(rows) {
-                let src = &m[i * cols + j0..][..width];
-                for (dj, &v) in src.iter().enumerate() {
-                    out[dj * rows + i].write(v);
-                }
+unsafe fn piece_body(s: &SparseRows, m: &Panels, b: usize, init: Option<&[f32]>, rows: std::ops::Range<usize>, transposed_out: bool, dst: &SendPtr) {
+    let o = m.o;
+    let mut tile = [[0f32; LANES]; ROWS_PER_PIECE];
+    {
+        let (panel, c0, width) = (m.panel(b), b * LANES, LANES.min(o - b * LANES));
+        let mut start = [0f32; LANES];
+        if let Some(init) = init {
+            start[..width].copy_from_slice(&init[c0..c0 + width]);
+        }
+        for (out, r) in tile.iter_mut().zip(rows.clone()) {
+            // A local accumulator, so that it stays in registers.
+            let mut acc = start;
+            let e = s.starts[r]..s.starts[r + 1];
+            for (&k, &v) in s.index[e.clone()].iter().zip(&s.value[e]) {
+                let row: &[f32; LANES] = panel[k as usize * LANES..][..LANES].try_into().unwrap();
+                acc.iter_mut().zip(row).for_each(|(a, &w)| *a += v * w);
+            }
+            *out = acc;
+        }
+        let n = rows.len();
+        // SAFETY (both writes): in bounds of `dst` (rows < s.rows, columns < o), and this piece's alone.
+        if transposed_out {
+            for l in 0..width {
+                let line = unsafe { std::slice::from_raw_parts_mut(dst.0.add((c0 + l) * s.rows + rows.start).cast::<MaybeUninit<f32>>(), n) };
+                line.iter_mut().zip(&tile).for_each(|(d, acc)| {
+                    d.write(acc[l]);
+                });
+            }
+        } else {
+            for (acc, r) in tile.iter().zip(rows.clone()) {
+                let line = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * o + c0).cast::<MaybeUninit<f32>>(), width) };
+                line.iter_mut().zip(&acc[..width]).for_each(|(d, &v)| {
+                    d.write(v);
+                });
             }
         }
-    };
-    if rows * cols == 0 {
-        return Vec::new();
     }
-    // SAFETY: each piece covers output rows j0 .. j0 + width whole, and the loops write each of their elements.
-    unsafe { pieces_uninit(rows * cols, TILE * rows, fill) }
 }
 
 #[cfg(test)]
@@ -209,6 +283,10 @@ mod tests {
         out
     }
 
+    fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols).map(|i| m[(i % rows) * cols + i / rows]).collect()
+    }
+
     /// A matrix with about `density` non-zeros, small integers and halves (exact sums in f32).
     fn sparse_input(rows: usize, cols: usize, density: f64, seed: u64) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
@@ -226,16 +304,16 @@ mod tests {
             let b = sparse_input(1, o, 1.0, 9);
             let s = SparseRows::of(&x, rows, cols).expect("15% non-zero takes the sparse path");
             assert_eq!((s.rows(), s.cols()), (rows, cols));
-            assert_eq!(s.times(&m, o, Some(&b)), dense_times(&x, rows, cols, &m, o, Some(&b)), "{rows}×{cols}·{o}");
-            // The transpose, by rows: xᵀ · m2 for m2 [rows, o].
+            let want = dense_times(&x, rows, cols, &m, o, Some(&b));
+            assert_eq!(s.times(&Panels::of_rows(&m, cols, o), Some(&b), false), want, "{rows}×{cols}·{o}");
+            // m given as the transpose of its transpose; the output transposed.
+            let mt = transpose(&m, cols, o);
+            assert_eq!(s.times(&Panels::of_transpose(&mt, o, cols), Some(&b), false), want);
+            assert_eq!(s.times(&Panels::of_rows(&m, cols, o), Some(&b), true), transpose(&want, rows, o));
+            // xᵀ by rows: xᵀ · m2 for m2 [rows, o].
             let m2 = sparse_input(rows, o, 1.0, 11);
             let xt = transpose(&x, rows, cols);
-            assert_eq!(s.transposed().times(&m2, o, None), dense_times(&xt, cols, rows, &m2, o, None));
-            for (i, row) in x.chunks_exact(cols).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    assert_eq!(xt[j * rows + i], v);
-                }
-            }
+            assert_eq!(s.transposed().times(&Panels::of_rows(&m2, rows, o), None, false), dense_times(&xt, cols, rows, &m2, o, None));
         }
     }
 
@@ -247,3 +325,4 @@ mod tests {
         assert!(SparseRows::of(&vec![0.0; 64 * 200], 64, 200).is_some(), "all zeros");
     }
 }
+
