@@ -7,7 +7,7 @@
 //! the tests check it against the CPU kernels on this machine, where no GPU is available.
 
 use candle_core::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static STOCK_ON_CPU: AtomicBool = AtomicBool::new(false);
 
@@ -20,4 +20,34 @@ pub fn custom(t: &Tensor) -> bool {
 /// comparisons. Off by default.
 pub fn set_stock_ops_on_cpu(on: bool) {
     STOCK_ON_CPU.store(on, Ordering::Relaxed);
+}
+
+/// A process-wide on/off switch for one of the CPU kernels' alternative paths (Winograd convolutions, sparse
+/// products), on unless the environment variable `var` is `off`, or until [`Switch::set`] (tests and
+/// benchmarks compare the paths).
+pub struct Switch {
+    var: &'static str,
+    off: &'static str,
+    mode: AtomicU8, // 0: not decided yet (the environment decides), 1: on, 2: off
+}
+
+impl Switch {
+    pub const fn new(var: &'static str, off: &'static str) -> Switch {
+        Switch { var, off, mode: AtomicU8::new(0) }
+    }
+
+    pub fn set(&self, on: bool) {
+        self.mode.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    pub fn on(&self) -> bool {
+        match self.mode.load(Ordering::Relaxed) {
+            0 => {
+                let on = std::env::var(self.var).map(|v| v != self.off).unwrap_or(true);
+                let _ = self.mode.compare_exchange(0, if on { 1 } else { 2 }, Ordering::Relaxed, Ordering::Relaxed);
+                self.mode.load(Ordering::Relaxed) == 1
+            }
+            m => m == 1,
+        }
+    }
 }

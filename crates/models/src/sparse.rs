@@ -17,28 +17,21 @@
 //! [`set_enabled`] or `VAELAB_DENSE=gemm` (to compare the two paths).
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::kernels::Switch;
 
 /// The largest fraction of non-zero inputs that takes this path (see above).
 pub const MAX_DENSITY: f64 = 0.25;
 
-/// 0: not decided yet (the environment decides), 1: on, 2: off.
-static MODE: AtomicU8 = AtomicU8::new(0);
+static SWITCH: Switch = Switch::new("VAELAB_DENSE", "gemm");
 
 /// Turns the sparse path on or off for the whole process (tests and benchmarks compare it with the gemm).
 pub fn set_enabled(on: bool) {
-    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    SWITCH.set(on);
 }
 
 fn enabled() -> bool {
-    match MODE.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var("VAELAB_DENSE").map(|v| v != "gemm").unwrap_or(true);
-            let _ = MODE.compare_exchange(0, if on { 1 } else { 2 }, Ordering::Relaxed, Ordering::Relaxed);
-            MODE.load(Ordering::Relaxed) == 1
-        }
-        m => m == 1,
-    }
+    SWITCH.on()
 }
 
 /// A `rows × cols` matrix by its rows' non-zero entries (CSR).

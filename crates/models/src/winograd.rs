@@ -22,10 +22,10 @@
 //! candle's kernel threads, so results do not depend on the thread count.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use crate::fastconv::pieces_uninit;
+use crate::kernels::Switch;
 
 /// Points of the transform domain per 8×8 window.
 const PTS: usize = 64;
@@ -41,23 +41,15 @@ pub fn applies(big_c: usize, small_c: usize, h: usize, w: usize) -> bool {
     enabled() && big_c >= 8 && small_c >= 8 && 4 * h * w >= 2 * PTS * blocks
 }
 
-/// 0: not decided yet (the environment decides), 1: on, 2: off.
-static MODE: AtomicU8 = AtomicU8::new(0);
+static SWITCH: Switch = Switch::new("VAELAB_CONV", "im2col");
 
 /// Turns the Winograd path on or off for the whole process (tests and benchmarks compare it with im2col).
 pub fn set_enabled(on: bool) {
-    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    SWITCH.set(on);
 }
 
 fn enabled() -> bool {
-    match MODE.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var("VAELAB_CONV").map(|v| v != "im2col").unwrap_or(true);
-            let _ = MODE.compare_exchange(0, if on { 1 } else { 2 }, Ordering::Relaxed, Ordering::Relaxed);
-            MODE.load(Ordering::Relaxed) == 1
-        }
-        m => m == 1,
-    }
+    SWITCH.on()
 }
 
 /// A transform matrix `A` (n × width) as `post · B · pre`: the points come in pairs ±t (1 and −1, 2 and −2, ½ and
