@@ -42,7 +42,7 @@ for r in rows:
     by[(r["model"], r["batch"], r["variant"], r.get("shards", 1) if r["variant"] != "pytorch" else "-")].append(r["images_per_sec"])
 variants = list(dict.fromkeys(r["variant"] for r in rows if r["variant"] != "pytorch"))
 print(f"| model | batch | shards | {' | '.join(f'{v} img/s' for v in variants)} | pytorch img/s | {' | '.join(f'{v} / pytorch' for v in variants)} | {variants[0]} / {variants[-1]} | rounds |")
-print("|" + "---|" * (5 + 2 * len(variants)))
+print("|" + "---|" * (6 + 2 * len(variants)))
 for model, batch, shards in sorted({(m, b, s) for m, b, v, s in by if v != "pytorch"}, key=str):
     med = {v: statistics.median(by[(model, batch, v, shards)]) for v in variants}
     torch = statistics.median(by[(model, batch, "pytorch", "-")])
