@@ -19,6 +19,7 @@
 use std::mem::MaybeUninit;
 
 use crate::kernels::Switch;
+use crate::winograd::SendPtr;
 
 /// The largest fraction of non-zero inputs that takes this path (see above).
 pub const MAX_DENSITY: f64 = 0.25;
@@ -205,10 +206,6 @@ impl Panels {
 const ROWS_PER_PIECE: usize = 32;
 /// Output columns accumulated in registers at once (8 AVX2 registers).
 const LANES: usize = 64;
-
-struct SendPtr(*mut f32);
-// SAFETY: the pieces write disjoint elements through it (see `SparseRows::times`).
-unsafe impl Sync for SendPtr {}
 
 /// Output rows `rows` of [`SparseRows::times`] in panel `b`'s 64 columns, each row's block summed in registers
 /// in the entries' order and written once. Compiled for AVX2

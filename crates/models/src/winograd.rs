@@ -494,8 +494,10 @@ impl Products {
     }
 }
 
-struct SendPtr(*mut f32);
-// SAFETY: the gemms write disjoint elements through it (see `Products::run`).
+/// An output buffer that several threads write disjoint elements of (the per-point gemms here, the sparse
+/// products' blocks in `crate::sparse`).
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every user writes disjoint elements through it (see `Products::run`, `SparseRows::times`).
 unsafe impl Sync for SendPtr {}
 
 /// Forward convolution in the domain: `ŷ [N, 64, S] = x̂ [N, 64, 4C] · ŵ [64, S, 4C]ᵀ` (N = images · blocks).
