@@ -48,11 +48,12 @@ impl Module for Dense {
 /// `(x [N, I], W [O, I], b [O]) → x·Wᵀ + b [N, O]`.
 #[derive(Default)]
 struct DenseOp {
-    /// A sparse input's columns (xᵀ by rows), kept from the forward pass for the weight gradient.
-    sparse_x: OnceLock<Arc<SparseRows>>,
+    /// A sparse input by rows, kept from the forward pass for the weight gradient (transposed there: a forward
+    /// pass without a backward one, an evaluation's, does not pay for it).
+    sparse_x: OnceLock<SparseRows>,
 }
 /// `dy [N, O] → dW = dyᵀ · x [O, I]` for a sparse x (given as xᵀ by rows).
-struct SparseWeightGrad(Arc<SparseRows>);
+struct SparseWeightGrad(SparseRows);
 /// `[N, D] → [D]`: the sum of each column.
 struct ColumnSum;
 
@@ -86,7 +87,7 @@ impl CustomOp3 for DenseOp {
             // y = b + x · Wᵀ over x's non-zeros, from Wᵀ's rows.
             let wt = Panels::of_transpose(contiguous_f32(sw, lw)?, o, i);
             let y = xs.times(&wt, Some(bias), false);
-            let _ = self.sparse_x.set(Arc::new(xs.transposed()));
+            let _ = self.sparse_x.set(xs);
             return Ok((CpuStorage::F32(y), Shape::from((n, o))));
         }
         // candle's own CPU gemm, reading W through a transposed layout (no copy).
@@ -102,7 +103,7 @@ impl CustomOp3 for DenseOp {
         let dy = dy.contiguous()?;
         let dx = if x.track_op() { Some(dy.matmul(w)?) } else { None };
         let dw = match self.sparse_x.get() {
-            Some(xt) => dy.apply_op1_arc(Arc::new(Box::new(SparseWeightGrad(xt.clone()))))?,
+            Some(xs) => dy.apply_op1_arc(Arc::new(Box::new(SparseWeightGrad(xs.transposed()))))?,
             None => dy.t()?.matmul(x)?, // [O, I], contiguous
         };
         let db = dy.apply_op1_arc(Arc::new(Box::new(ColumnSum)))?;
