@@ -52,26 +52,46 @@ impl SparseRows {
         if !enabled() || rows * cols < 4096 || cols > u32::MAX as usize || rows > u32::MAX as usize {
             return None;
         }
-        let nnz = x.iter().filter(|&&v| v != 0.0).count();
+        // Blocks of rows on candle's kernel threads (it was a single-threaded pass the other thread waited on).
+        const BLOCK: usize = 64;
+        let scan = |block: &[f32]| {
+            let n = block.len();
+            // Room for the compaction's full-width writes past a row's last non-zero.
+            let (mut index, mut value): (Vec<u32>, Vec<f32>) = (Vec::with_capacity(n + 8), Vec::with_capacity(n + 8));
+            let mut ends = Vec::with_capacity(BLOCK);
+            let mut at = 0;
+            for row in block.chunks_exact(cols) {
+                // SAFETY: `index` and `value` have room for `at + row.len() + 8` entries (at ≤ the entries before).
+                at += unsafe { compact(row, index.as_mut_ptr().add(at), value.as_mut_ptr().add(at)) };
+                ends.push(at);
+            }
+            // SAFETY: the first `at` entries were written.
+            unsafe {
+                index.set_len(at);
+                value.set_len(at);
+            }
+            (index, value, ends)
+        };
+        let blocks: Vec<(Vec<u32>, Vec<f32>, Vec<usize>)> = if candle_core::utils::get_num_threads() > 1 && rows > BLOCK {
+            use rayon::prelude::*;
+            x.par_chunks(BLOCK * cols).map(scan).collect()
+        } else {
+            x.chunks(BLOCK * cols).map(scan).collect()
+        };
+        // Compacted first, counted after: one pass over x. A dense input's compaction is the price of finding out.
+        let nnz: usize = blocks.iter().map(|b| b.0.len()).sum();
         if nnz as f64 > MAX_DENSITY * x.len() as f64 {
             return None;
         }
-        // Without branches (the zeros fall at random): every entry is written at the next free place, which only
-        // a non-zero moves on — one spare place at the end for the writes past the last non-zero.
-        let (mut index, mut value) = (vec![0u32; nnz + 1], vec![0f32; nnz + 1]);
+        let (mut index, mut value) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
         let mut starts = Vec::with_capacity(rows + 1);
         starts.push(0);
-        let mut at = 0;
-        for row in x.chunks_exact(cols) {
-            for (j, &v) in row.iter().enumerate() {
-                index[at] = j as u32;
-                value[at] = v;
-                at += (v != 0.0) as usize;
-            }
-            starts.push(at);
+        for (i, v, ends) in blocks {
+            let at = index.len();
+            starts.extend(ends.iter().map(|e| at + e));
+            index.extend_from_slice(&i);
+            value.extend_from_slice(&v);
         }
-        index.truncate(nnz);
-        value.truncate(nnz);
         Some(SparseRows { rows, cols, starts, index, value })
     }
 
@@ -143,6 +163,93 @@ impl SparseRows {
         out
     }
 }
+
+/// Writes `row`'s non-zero entries (their column and value, in order) to `index` / `value`, returns how many.
+/// Without branches (the zeros fall at random, so a branch per entry would mispredict): under AVX2 eight entries
+/// at a time, their non-zeros packed to the front by a permutation looked up by the non-zero mask, all eight
+/// lanes written and the write position moved on by the count; elsewhere every entry written at the next place,
+/// which only a non-zero moves on.
+///
+/// # Safety
+/// `index` and `value` must have room for `row.len() + 8` entries.
+unsafe fn compact(row: &[f32], index: *mut u32, value: *mut f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide(row: &[f32], index: *mut u32, value: *mut f32) -> usize {
+            use std::arch::x86_64::*;
+            let mut at = 0;
+            let eights = row.chunks_exact(8);
+            let tail = eights.remainder();
+            // SAFETY (the block): loads from whole chunks of `row`; stores of 8 lanes at `at` ≤ the entries seen so
+            // far, within the caller's `row.len() + 8`.
+            unsafe {
+                let mut columns = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                for eight in eights {
+                    let v = _mm256_loadu_ps(eight.as_ptr());
+                    // Not-equal-or-unordered: a NaN counts as non-zero, as `v != 0.0` does.
+                    let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps())) as usize;
+                    let pack = _mm256_loadu_si256(PACK[mask].as_ptr().cast());
+                    _mm256_storeu_ps(value.add(at), _mm256_permutevar8x32_ps(v, pack));
+                    _mm256_storeu_si256(index.add(at).cast(), _mm256_permutevar8x32_epi32(columns, pack));
+                    at += mask.count_ones() as usize;
+                    columns = _mm256_add_epi32(columns, _mm256_set1_epi32(8));
+                }
+                let c0 = row.len() - tail.len();
+                for (l, &v) in tail.iter().enumerate() {
+                    *index.add(at) = (c0 + l) as u32;
+                    *value.add(at) = v;
+                    at += (v != 0.0) as usize;
+                }
+            }
+            at
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above); the caller's room as for `wide`.
+            return unsafe { wide(row, index, value) };
+        }
+    }
+    // SAFETY: the caller's room.
+    unsafe { compact_narrow(row, index, value) }
+}
+
+/// [`compact`] without AVX2.
+///
+/// # Safety
+/// `index` and `value` must have room for `row.len()` entries.
+unsafe fn compact_narrow(row: &[f32], index: *mut u32, value: *mut f32) -> usize {
+    let mut at = 0;
+    for (j, &v) in row.iter().enumerate() {
+        // SAFETY: at ≤ j < row.len().
+        unsafe {
+            *index.add(at) = j as u32;
+            *value.add(at) = v;
+        }
+        at += (v != 0.0) as usize;
+    }
+    at
+}
+
+/// For each 8-bit mask, the lanes of its set bits in order, then the rest: the permutation that packs a
+/// vector's selected lanes to the front (the other lanes take lane 0: what they write is overwritten or past the
+/// end).
+#[cfg(target_arch = "x86_64")]
+static PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut at, mut lane) = (0, 0);
+        while lane < 8 {
+            if mask & (1 << lane) != 0 {
+                table[mask][at] = lane as u32;
+                at += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
 
 /// A `[k, o]` matrix in panels of [`LANES`] columns: panel b holds columns b·64 .. b·64 + 64 of every row, row
 /// after row (zeros past o). The rows a product picks are then 256-byte runs of one panel, which fits in L2
@@ -304,6 +411,28 @@ mod tests {
             let m2 = sparse_input(rows, o, 1.0, 11);
             let xt = transpose(&x, rows, cols);
             assert_eq!(s.transposed().times(&Panels::of_rows(&m2, rows, o), None, false), dense_times(&xt, cols, rows, &m2, o, None));
+        }
+    }
+
+    #[test]
+    fn both_compactions_find_the_non_zeros_in_order() {
+        for (len, density) in [(784usize, 0.13), (13, 0.5), (64, 1.0), (100, 0.0)] {
+            let mut row = sparse_input(1, len, density, len as u64);
+            if len == 13 {
+                row[3] = f32::NAN; // counts as non-zero, as `v != 0.0` has it
+                row[5] = -0.0;
+            }
+            let want: Vec<(u32, u32)> = row.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(j, v)| (j as u32, v.to_bits())).collect();
+            let (mut index, mut value) = (vec![0u32; len + 8], vec![0f32; len + 8]);
+            // SAFETY: room for len + 8 entries.
+            let (wide, narrow) = unsafe {
+                let n = compact(&row, index.as_mut_ptr(), value.as_mut_ptr());
+                let wide: Vec<(u32, u32)> = index[..n].iter().zip(&value[..n]).map(|(&j, v)| (j, v.to_bits())).collect();
+                let n = compact_narrow(&row, index.as_mut_ptr(), value.as_mut_ptr());
+                (wide, index[..n].iter().zip(&value[..n]).map(|(&j, v)| (j, v.to_bits())).collect::<Vec<_>>())
+            };
+            assert_eq!(wide, want, "{len} entries");
+            assert_eq!(narrow, want, "{len} entries");
         }
     }
 
