@@ -3,7 +3,8 @@
 # (how the README's "new / old" figures for a kernel change are measured):
 #   VARIANTS="new:VAELAB_CONV=winograd,VAELAB_DENSE=sparse old:VAELAB_CONV=im2col,VAELAB_DENSE=gemm" \
 #     scripts/bench-ab.sh [ROUNDS]
-# Each variant is NAME:VAR=VALUE[,VAR=VALUE…], environment for `vaelab bench`. Env: MODELS (default "mlp conv"),
+# Each variant is NAME:VAR=VALUE[,VAR=VALUE…], environment for `vaelab bench`; BIN=PATH runs that binary instead
+# (two builds against each other: "new:BIN=target/release/vaelab old:BIN=/tmp/vaelab-old"). Env: MODELS (default "mlp conv"),
 # BATCHES ("128 1024"), SHARDS ("1 2"), THREADS (all cores), VAELAB_DATA, VAELAB_BIN, PEER_PYTHON as bench.sh.
 # Measures and prints medians and ratios; asserts nothing.
 set -euo pipefail
@@ -23,7 +24,9 @@ for round in $(seq 1 "$rounds"); do
         for variant in $VARIANTS; do
           name="${variant%%:*}"; vars="${variant#*:}"
           for s in ${SHARDS:-1 2}; do
-            env ${vars//,/ } "$bin" bench --model "$model" --batch "$batch" --steps "$n" --threads "$threads" --shards "$s" --data "$data" | tag "$name" >> "$out"
+            vbin="$bin"; envs=()
+            for kv in ${vars//,/ }; do case "$kv" in BIN=*) vbin="${kv#BIN=}";; *) envs+=("$kv");; esac; done
+            env "${envs[@]}" "$vbin" bench --model "$model" --batch "$batch" --steps "$n" --threads "$threads" --shards "$s" --data "$data" | tag "$name" >> "$out"
           done
         done
       }
