@@ -83,7 +83,7 @@ impl CustomOp3 for DenseOp {
             candle_core::bail!("dense: {:?} · {:?}ᵀ + [{}]", lx.dims(), lw.dims(), bias.len());
         }
         let x = contiguous_f32(sx, lx)?;
-        if let Some(xs) = SparseRows::of(x, n, i) {
+        if let Some(xs) = (o >= crate::sparse::MIN_OUTPUTS).then(|| SparseRows::of(x, n, i)).flatten() {
             // y = b + x · Wᵀ over x's non-zeros, from Wᵀ's rows.
             let wt = Panels::of_transpose(contiguous_f32(sw, lw)?, o, i);
             let y = xs.times(&wt, Some(bias), false);

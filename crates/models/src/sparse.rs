@@ -23,6 +23,10 @@ use crate::winograd::SendPtr;
 
 /// The largest fraction of non-zero inputs that takes this path (see above).
 pub const MAX_DENSITY: f64 = 0.25;
+/// The fewest outputs a layer needs to take this path: one full panel. Narrower layers stay on the gemm — the
+/// conv VAE's 3136 → 32 code layer, fed ReLU features ≈ 20% non-zero, spent more on the sparse path (a half-empty
+/// panel, transposes with too few panels to share between threads) than its small gemm costs.
+pub const MIN_OUTPUTS: usize = LANES;
 
 static SWITCH: Switch = Switch::new("VAELAB_DENSE", "gemm");
 
