@@ -170,39 +170,76 @@ fn transforms() -> &'static Transforms {
 /// same order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
 fn sandwich(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
     assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
+    let out = SendPtr(dst.as_mut_ptr().cast());
+    // SAFETY: `dst` holds the n · n · k values written (asserted) and is this call's alone.
+    unsafe { sandwich_channels(a, src, &out, k, 0..k) }
+}
+
+/// [`sandwich`] for the weights' transforms — thousands of channels, once a step, nothing else running beside
+/// them (on one thread they were ≈ 6% of a conv VAE step at batch 128) — channel pieces on candle's kernel
+/// threads. Each channel's sums are the same either way.
+fn sandwich_par(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
+    const PIECE: usize = 8 * CHUNK;
+    if candle_core::utils::get_num_threads() <= 1 || k < 2 * PIECE {
+        return sandwich(a, src, dst, k);
+    }
+    assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
+    let out = SendPtr(dst.as_mut_ptr().cast());
+    use rayon::prelude::*;
+    (0..k.div_ceil(PIECE)).into_par_iter().for_each(|t| {
+        let out = &out;
+        // SAFETY: as in `sandwich`; the pieces' channels are disjoint, so no two threads write one value.
+        unsafe { sandwich_channels(a, src, out, k, t * PIECE..((t + 1) * PIECE).min(k)) }
+    });
+}
+
+/// Channels `channels` of a sandwich (its start a multiple of [`CHUNK`]).
+///
+/// # Safety
+/// `dst` must point to `a.n · a.n · k` floats, and no other thread may write these channels meanwhile.
+unsafe fn sandwich_channels(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>) {
     with_scratch(a.width * a.n * CHUNK, |tmp| {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            unsafe fn wide(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, tmp: &mut [f32]) {
-                sandwich_body(a, src, dst, k, tmp)
+            unsafe fn wide(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
+                // SAFETY: the caller's.
+                unsafe { sandwich_body(a, src, dst, k, channels, tmp) }
             }
             if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { wide(a, src, dst, k, tmp) };
+                // SAFETY: the CPU has AVX2 (checked just above); the caller's contract.
+                return unsafe { wide(a, src, dst, k, channels, tmp) };
             }
         }
-        sandwich_body(a, src, dst, k, tmp)
+        // SAFETY: the caller's.
+        unsafe { sandwich_body(a, src, dst, k, channels, tmp) }
     })
 }
 
 const CHUNK: usize = 32;
 
+/// # Safety
+/// As [`sandwich_channels`].
 #[inline(always)]
-fn sandwich_body(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, tmp: &mut [f32]) {
-    let full = k / CHUNK * CHUNK;
-    for k0 in (0..full).step_by(CHUNK) {
-        chunk::<CHUNK>(a, src, dst, k, k0, tmp);
+unsafe fn sandwich_body(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
+    let full = channels.start + channels.len() / CHUNK * CHUNK;
+    for k0 in (channels.start..full).step_by(CHUNK) {
+        // SAFETY: the caller's.
+        unsafe { chunk::<CHUNK>(a, src, dst, k, k0, tmp) };
     }
     // Channels past the last full chunk (k not a multiple of 32), one at a time.
-    for k0 in full..k {
-        chunk::<1>(a, src, dst, k, k0, tmp);
+    for k0 in full..channels.end {
+        // SAFETY: the caller's.
+        unsafe { chunk::<1>(a, src, dst, k, k0, tmp) };
     }
 }
 
 /// Channels `k0 .. k0 + L` of [`sandwich`]; `tmp [width, n, L]` holds `src · Aᵀ`.
+///
+/// # Safety
+/// As [`sandwich_channels`], with `k0 + L ≤ k`.
 #[inline(always)]
-fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize, k0: usize, tmp: &mut [f32]) {
+unsafe fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, k0: usize, tmp: &mut [f32]) {
     let (n, width) = (a.n, a.width);
     let mut x = [[0f32; L]; 8];
     let mut v = [[0f32; L]; 8];
@@ -221,9 +258,8 @@ fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], 
         }
         line(a, &mut x, &mut v);
         for (i, vi) in v.iter().enumerate().take(n) {
-            dst[(i * n + j) * k + k0..][..L].iter_mut().zip(vi).for_each(|(d, &v)| {
-                d.write(v);
-            });
+            // SAFETY: (i · n + j) · k + k0 + L ≤ n · n · k, inside `dst` (the caller's).
+            unsafe { std::ptr::copy_nonoverlapping(vi.as_ptr(), dst.0.add((i * n + j) * k + k0), L) };
         }
     }
 }
@@ -420,14 +456,9 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
     let k = s * 4 * c;
     // taps [ty, tx, (s, 4c + 2py + px)] = w[s, c, 2ty + 1 − py, 2tx + 1 − px]
     let mut taps = vec![0f32; 4 * k];
-    for (i, v) in taps.iter_mut().enumerate() {
-        let (tap, j) = (i / k, i % k);
-        let (ty, tx, si, cp) = (tap / 2, tap % 2, j / (4 * c), j % (4 * c));
-        let (ci, py, px) = (cp / 4, (cp / 2) % 2, cp % 2);
-        *v = w[((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px];
-    }
+    for_taps(s, c, |tap, wi| taps[tap] = w[wi]);
     let mut out = vec![0f32; PTS * k];
-    sandwich(&transforms().weight_in, &taps, as_uninit(&mut out), k);
+    sandwich_par(&transforms().weight_in, &taps, as_uninit(&mut out), k);
     out
 }
 
@@ -435,15 +466,31 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
 pub fn weight_out(hat: &[f32], s: usize, c: usize) -> Vec<f32> {
     let k = s * 4 * c;
     let mut taps = vec![0f32; 4 * k];
-    sandwich(&transforms().weight_out, hat, as_uninit(&mut taps), k);
+    sandwich_par(&transforms().weight_out, hat, as_uninit(&mut taps), k);
     let mut out = vec![0f32; s * c * 16];
-    for (i, &v) in taps.iter().enumerate() {
-        let (tap, j) = (i / k, i % k);
-        let (ty, tx, si, cp) = (tap / 2, tap % 2, j / (4 * c), j % (4 * c));
-        let (ci, py, px) = (cp / 4, (cp / 2) % 2, cp % 2);
-        out[((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px] = v;
-    }
+    for_taps(s, c, |tap, wi| out[wi] = taps[tap]);
     out
+}
+
+/// `f(tap index, weight index)` for every tap of [`weight_hat`]'s layout `[ty, tx, (s, 4c + 2py + px)]` and its
+/// weight `[s, c, 2ty + 1 − py, 2tx + 1 − px]`, as nested loops (an index split by divisions per entry was most of
+/// these functions' own time).
+fn for_taps(s: usize, c: usize, mut f: impl FnMut(usize, usize)) {
+    let k = s * 4 * c;
+    for ty in 0..2 {
+        for tx in 0..2 {
+            for si in 0..s {
+                for ci in 0..c {
+                    for py in 0..2 {
+                        for px in 0..2 {
+                            let tap = (ty * 2 + tx) * k + si * 4 * c + 4 * ci + 2 * py + px;
+                            f(tap, ((si * c + ci) * 4 + 2 * ty + 1 - py) * 4 + 2 * tx + 1 - px);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The 64 per-point gemms, `dst_p = lhs_p · rhs_p`, on candle's kernel threads when it has several (each point
