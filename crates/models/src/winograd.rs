@@ -22,7 +22,6 @@
 //! candle's kernel threads, so results do not depend on the thread count.
 
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
 
 use crate::fastconv::pieces_uninit;
 use crate::kernels::Switch;
@@ -58,109 +57,180 @@ fn enabled() -> bool {
 /// in the sign of their odd rows. So a pair's two outputs are e ± o from one set of products (`post`), or the
 /// inputs of a pair are first turned into their sum and difference (`pre`) — 23 to 32 products per line where
 /// A has 44 non-zero entries.
+#[derive(Clone, Copy)]
 struct Sparse {
     n: usize,
     width: usize,
-    pre: Vec<(usize, usize)>,     // inputs (s, s′) → (s + s′, s − s′)
-    rows: Vec<Vec<(usize, f32)>>, // B, by its non-zero entries: rows[i] = [(input, value)]
-    post: Vec<(usize, usize)>,    // outputs (i, i′) → (i + i′, i − i′)
+    pre: [(usize, usize); 3], // inputs (s, s′) → (s + s′, s − s′), the first `npre`
+    npre: usize,
+    rows: [[(usize, f32); 8]; 8], // B, by its non-zero entries: rows[i][..count[i]] = [(input, value)]
+    count: [usize; 8],
+    post: [(usize, usize); 3], // outputs (i, i′) → (i + i′, i − i′), the first `npost`
+    npost: usize,
 }
 
 /// The pairs ±t among the points (0, 1, −1, 2, −2, ½, −½, ∞).
 const PAIRS: [(usize, usize); 3] = [(1, 2), (3, 4), (5, 6)];
 
+// The matrices are computed at compile time (const fns, f64 as at run time before), so that each transform's
+// sandwich is compiled for its own entries: loops of known length over known inputs, which the compiler unrolls
+// into register arithmetic — as runtime data every entry was a loop step through memory, and the transforms
+// were ≈ 20% of a conv VAE step at batch 128.
 impl Sparse {
+    const EMPTY: Sparse = Sparse { n: 0, width: 0, pre: [(0, 0); 3], npre: 0, rows: [[(0, 0.0); 8]; 8], count: [0; 8], post: [(0, 0); 3], npost: 0 };
+
     /// `m` (n × width) whose rows are the points.
-    fn evaluating(m: [[f64; 8]; 8], n: usize, width: usize) -> Sparse {
-        let mut rows: Vec<Vec<(usize, f32)>> = m[..n].iter().map(|row| nonzero(row, width, |_| true)).collect();
-        for (i, i2) in PAIRS {
-            // B's row i: A's row i at its even columns (e); row i′: the same row at its odd columns (o).
-            rows[i] = nonzero(&m[i], width, |j| j % 2 == 0);
-            rows[i2] = nonzero(&m[i], width, |j| j % 2 == 1);
+    const fn evaluating(m: [[f64; 8]; 8], n: usize, width: usize) -> Sparse {
+        let mut a = Sparse { n, width, post: PAIRS, npost: 3, ..Sparse::EMPTY };
+        let mut i = 0;
+        while i < n {
+            // A pair's rows i, i′: row i at its even columns (e) and at its odd ones (o); others as they are.
+            let (src, parity) = match i {
+                1 | 3 | 5 => (i, 0),
+                2 | 4 | 6 => (i - 1, 1),
+                _ => (i, 2),
+            };
+            let mut j = 0;
+            while j < width {
+                if (parity == 2 || j % 2 == parity) && m[src][j] != 0.0 {
+                    a.rows[i][a.count[i]] = (j, m[src][j] as f32);
+                    a.count[i] += 1;
+                }
+                j += 1;
+            }
+            i += 1;
         }
-        Sparse { n, width, pre: vec![], rows, post: PAIRS.to_vec() }
+        a
     }
 
     /// `m` (n × 8) whose columns are the points.
-    fn interpolating(m: [[f64; 8]; 8], n: usize) -> Sparse {
-        let rows = m[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                // Unpaired points (0, ∞) as they are; a pair through its sum (even rows) or difference (odd rows).
-                let mut terms: Vec<(usize, f32)> = [0, 7].into_iter().filter(|&j| row[j] != 0.0).map(|j| (j, row[j] as f32)).collect();
-                for (s, s2) in PAIRS {
-                    if row[s] != 0.0 {
-                        terms.push((if i % 2 == 0 { s } else { s2 }, row[s] as f32));
-                    }
+    const fn interpolating(m: [[f64; 8]; 8], n: usize) -> Sparse {
+        let mut a = Sparse { n, width: 8, pre: PAIRS, npre: 3, ..Sparse::EMPTY };
+        let mut i = 0;
+        while i < n {
+            // Unpaired points (0, ∞) as they are; a pair through its sum (even rows) or difference (odd rows);
+            // the entries in input order.
+            let mut j = 0;
+            while j < 8 {
+                let (col, input) = match j {
+                    1 | 3 | 5 => (j, if i % 2 == 0 { j } else { j + 1 }),
+                    2 | 4 | 6 => (j, usize::MAX),
+                    _ => (j, j),
+                };
+                if input != usize::MAX && m[i][col] != 0.0 {
+                    a.rows[i][a.count[i]] = (input, m[i][col] as f32);
+                    a.count[i] += 1;
                 }
-                terms.sort_by_key(|t| t.0);
-                terms
-            })
-            .collect();
-        Sparse { n, width: 8, pre: PAIRS.to_vec(), rows, post: vec![] }
+                j += 1;
+            }
+            i += 1;
+        }
+        a
     }
 }
 
-/// A row's non-zero entries among its first `width` columns that `keep` selects, as f32.
-fn nonzero(row: &[f64; 8], width: usize, keep: impl Fn(usize) -> bool) -> Vec<(usize, f32)> {
-    (0..width).filter(|&j| keep(j) && row[j] != 0.0).map(|j| (j, row[j] as f32)).collect()
+const FINITE: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
+
+/// Evaluation of a polynomial with `n` coefficients at the points (row 7: ∞, its leading coefficient).
+const fn eval(n: usize) -> [[f64; 8]; 8] {
+    let mut v = [[0f64; 8]; 8];
+    let mut i = 0;
+    while i < 7 {
+        let (mut j, mut power) = (0, 1.0);
+        while j < n {
+            v[i][j] = power;
+            power *= FINITE[i];
+            j += 1;
+        }
+        i += 1;
+    }
+    v[7][n - 1] = 1.0;
+    v
 }
 
-/// The six transform matrices, each applied as `A · T · Aᵀ`.
-struct Transforms {
-    big_in: Sparse,     // V8⁻ᵀ: a grid window → the domain
-    big_out: Sparse,    // V8⁻¹: the domain → a grid window (overlapping its neighbours by one row/column)
-    small_in: Sparse,   // V7 (8×7): a 7×7 block → the domain
-    small_out: Sparse,  // V7ᵀ (7×8): the domain → a 7×7 block
-    weight_in: Sparse,  // Vw (8×2): 2×2 taps → the domain
-    weight_out: Sparse, // Vwᵀ (2×8): the domain → 2×2 taps
-}
-
-fn transforms() -> &'static Transforms {
-    static T: OnceLock<Transforms> = OnceLock::new();
-    T.get_or_init(|| {
-        const FINITE: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
-        // Evaluation of a polynomial with `n` coefficients at the points (row 7: ∞, its leading coefficient).
-        let eval = |n: usize| {
-            let mut v = [[0f64; 8]; 8];
-            for (row, &t) in v.iter_mut().zip(&FINITE) {
-                (0..n).for_each(|j| row[j] = t.powi(j as i32));
-            }
-            v[7][n - 1] = 1.0;
-            v
-        };
-        // V8⁻¹ column by column: the coefficients of the polynomial that is 1 at one point and 0 at the others —
-        // the Lagrange basis over the finite points, and Π (t − tᵢ) for ∞.
-        let mut v8inv = [[0f64; 8]; 8];
-        for col in 0..8 {
-            let mut poly = vec![1.0f64]; // coefficients, lowest first
-            let mut scale = 1.0;
-            for (i, &ti) in FINITE.iter().enumerate() {
-                if i == col {
-                    continue;
+/// V8⁻¹ column by column: the coefficients of the polynomial that is 1 at one point and 0 at the others — the
+/// Lagrange basis over the finite points, and Π (t − tᵢ) for ∞.
+const fn v8inv() -> [[f64; 8]; 8] {
+    let mut out = [[0f64; 8]; 8];
+    let mut col = 0;
+    while col < 8 {
+        let mut poly = [0f64; 8]; // coefficients, lowest first
+        poly[0] = 1.0;
+        let (mut len, mut scale) = (1, 1.0);
+        let mut i = 0;
+        while i < 7 {
+            if i != col {
+                // poly · (t − tᵢ)
+                let mut k = len;
+                while k > 0 {
+                    poly[k] = poly[k - 1] - FINITE[i] * poly[k];
+                    k -= 1;
                 }
-                poly = (0..=poly.len()).map(|k| poly.get(k.wrapping_sub(1)).copied().unwrap_or(0.0) - ti * poly.get(k).copied().unwrap_or(0.0)).collect();
+                poly[0] = 0.0 - FINITE[i] * poly[0];
+                len += 1;
                 if col < 7 {
-                    scale *= FINITE[col] - ti;
+                    scale *= FINITE[col] - FINITE[i];
                 }
             }
-            poly.iter().enumerate().for_each(|(k, c)| v8inv[k][col] = c / scale);
+            i += 1;
         }
-        let t = |m: [[f64; 8]; 8]| {
-            let mut r = [[0f64; 8]; 8];
-            (0..8).for_each(|i| (0..8).for_each(|j| r[i][j] = m[j][i]));
-            r
-        };
-        Transforms {
-            big_in: Sparse::evaluating(t(v8inv), 8, 8),
-            big_out: Sparse::interpolating(v8inv, 8),
-            small_in: Sparse::evaluating(eval(7), 8, 7),
-            small_out: Sparse::interpolating(t(eval(7)), 7),
-            weight_in: Sparse::evaluating(eval(2), 8, 2),
-            weight_out: Sparse::interpolating(t(eval(2)), 2),
+        let mut k = 0;
+        while k < len {
+            out[k][col] = poly[k] / scale;
+            k += 1;
         }
-    })
+        col += 1;
+    }
+    out
+}
+
+const fn transposed(m: [[f64; 8]; 8]) -> [[f64; 8]; 8] {
+    let mut r = [[0f64; 8]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut j = 0;
+        while j < 8 {
+            r[i][j] = m[j][i];
+            j += 1;
+        }
+        i += 1;
+    }
+    r
+}
+
+/// A transform `A`, applied as `A · T · Aᵀ`: a type per matrix, so that [`sandwich`] is compiled for each.
+trait Transform {
+    const A: Sparse;
+}
+/// V8⁻ᵀ: a grid window → the domain.
+struct BigIn;
+/// V8⁻¹: the domain → a grid window (overlapping its neighbours by one row/column).
+struct BigOut;
+/// V7 (8×7): a 7×7 block → the domain.
+struct SmallIn;
+/// V7ᵀ (7×8): the domain → a 7×7 block.
+struct SmallOut;
+/// Vw (8×2): 2×2 taps → the domain.
+struct WeightIn;
+/// Vwᵀ (2×8): the domain → 2×2 taps.
+struct WeightOut;
+impl Transform for BigIn {
+    const A: Sparse = Sparse::evaluating(transposed(v8inv()), 8, 8);
+}
+impl Transform for BigOut {
+    const A: Sparse = Sparse::interpolating(v8inv(), 8);
+}
+impl Transform for SmallIn {
+    const A: Sparse = Sparse::evaluating(eval(7), 8, 7);
+}
+impl Transform for SmallOut {
+    const A: Sparse = Sparse::interpolating(transposed(eval(7)), 7);
+}
+impl Transform for WeightIn {
+    const A: Sparse = Sparse::evaluating(eval(2), 8, 2);
+}
+impl Transform for WeightOut {
+    const A: Sparse = Sparse::interpolating(transposed(eval(2)), 2);
 }
 
 /// `dst [n, n, k] = A · src · Aᵀ` over windows of k-vectors (`src [width, width, k]`, A n × width), in chunks of
@@ -168,69 +238,72 @@ fn transforms() -> &'static Transforms {
 /// Vectorized across channels, so the domain's layout — channels innermost, the gemms' rows — comes out without
 /// a scatter. Compiled for AVX2 where the CPU has it: the same operations in the
 /// same order either way (no FMA contraction), so the same bits on any machine (as `losses.rs`).
-fn sandwich(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
+fn sandwich<T: Transform>(src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
+    let a = T::A;
     assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
     let out = SendPtr(dst.as_mut_ptr().cast());
     // SAFETY: `dst` holds the n · n · k values written (asserted) and is this call's alone.
-    unsafe { sandwich_channels(a, src, &out, k, 0..k) }
+    unsafe { sandwich_channels::<T>(src, &out, k, 0..k) }
 }
 
 /// [`sandwich`] for the weights' transforms — thousands of channels, once a step, nothing else running beside
 /// them (on one thread they were ≈ 6% of a conv VAE step at batch 128) — channel pieces on candle's kernel
 /// threads. Each channel's sums are the same either way.
-fn sandwich_par(a: &Sparse, src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
-    const PIECE: usize = 8 * CHUNK;
+fn sandwich_par<T: Transform>(src: &[f32], dst: &mut [MaybeUninit<f32>], k: usize) {
+    const PIECE: usize = 256;
     if candle_core::utils::get_num_threads() <= 1 || k < 2 * PIECE {
-        return sandwich(a, src, dst, k);
+        return sandwich::<T>(src, dst, k);
     }
+    let a = T::A;
     assert!(src.len() >= a.width * a.width * k && dst.len() >= a.n * a.n * k);
     let out = SendPtr(dst.as_mut_ptr().cast());
     use rayon::prelude::*;
     (0..k.div_ceil(PIECE)).into_par_iter().for_each(|t| {
         let out = &out;
         // SAFETY: as in `sandwich`; the pieces' channels are disjoint, so no two threads write one value.
-        unsafe { sandwich_channels(a, src, out, k, t * PIECE..((t + 1) * PIECE).min(k)) }
+        unsafe { sandwich_channels::<T>(src, out, k, t * PIECE..((t + 1) * PIECE).min(k)) }
     });
 }
 
-/// Channels `channels` of a sandwich (its start a multiple of [`CHUNK`]).
+/// Channels `channels` of a sandwich.
 ///
 /// # Safety
 /// `dst` must point to `a.n · a.n · k` floats, and no other thread may write these channels meanwhile.
-unsafe fn sandwich_channels(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>) {
-    with_scratch(a.width * a.n * CHUNK, |tmp| {
+unsafe fn sandwich_channels<T: Transform>(src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>) {
+    with_scratch(T::A.width * T::A.n * CHUNK, |tmp| {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            unsafe fn wide(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
+            unsafe fn wide<T: Transform>(src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
                 // SAFETY: the caller's.
-                unsafe { sandwich_body(a, src, dst, k, channels, tmp) }
+                unsafe { sandwich_body::<T>(src, dst, k, channels, tmp) }
             }
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked just above); the caller's contract.
-                return unsafe { wide(a, src, dst, k, channels, tmp) };
+                return unsafe { wide::<T>(src, dst, k, channels, tmp) };
             }
         }
         // SAFETY: the caller's.
-        unsafe { sandwich_body(a, src, dst, k, channels, tmp) }
+        unsafe { sandwich_body::<T>(src, dst, k, channels, tmp) }
     })
 }
 
-const CHUNK: usize = 32;
+/// Channels per pass: one AVX2 register, so that a line's eight inputs and outputs stay in registers.
+const CHUNK: usize = 8;
 
 /// # Safety
 /// As [`sandwich_channels`].
 #[inline(always)]
-unsafe fn sandwich_body(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
+unsafe fn sandwich_body<T: Transform>(src: &[f32], dst: &SendPtr, k: usize, channels: std::ops::Range<usize>, tmp: &mut [f32]) {
     let full = channels.start + channels.len() / CHUNK * CHUNK;
     for k0 in (channels.start..full).step_by(CHUNK) {
         // SAFETY: the caller's.
-        unsafe { chunk::<CHUNK>(a, src, dst, k, k0, tmp) };
+        unsafe { chunk::<T, CHUNK>(src, dst, k, k0, tmp) };
     }
-    // Channels past the last full chunk (k not a multiple of 32), one at a time.
+    // Channels past the last full chunk, one at a time.
     for k0 in full..channels.end {
         // SAFETY: the caller's.
-        unsafe { chunk::<1>(a, src, dst, k, k0, tmp) };
+        unsafe { chunk::<T, 1>(src, dst, k, k0, tmp) };
     }
 }
 
@@ -239,15 +312,15 @@ unsafe fn sandwich_body(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, channe
 /// # Safety
 /// As [`sandwich_channels`], with `k0 + L ≤ k`.
 #[inline(always)]
-unsafe fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize, k0: usize, tmp: &mut [f32]) {
-    let (n, width) = (a.n, a.width);
+unsafe fn chunk<T: Transform, const L: usize>(src: &[f32], dst: &SendPtr, k: usize, k0: usize, tmp: &mut [f32]) {
+    let (n, width) = (T::A.n, T::A.width);
     let mut x = [[0f32; L]; 8];
     let mut v = [[0f32; L]; 8];
     for r in 0..width {
         for (s, xs) in x.iter_mut().enumerate().take(width) {
             *xs = src[(r * width + s) * k + k0..][..L].try_into().unwrap();
         }
-        line(a, &mut x, &mut v);
+        line::<T, L>(&mut x, &mut v);
         for (j, vj) in v.iter().enumerate().take(n) {
             tmp[(r * n + j) * L..][..L].copy_from_slice(vj);
         }
@@ -256,7 +329,7 @@ unsafe fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize
         for (r, xr) in x.iter_mut().enumerate().take(width) {
             *xr = tmp[(r * n + j) * L..][..L].try_into().unwrap();
         }
-        line(a, &mut x, &mut v);
+        line::<T, L>(&mut x, &mut v);
         for (i, vi) in v.iter().enumerate().take(n) {
             // SAFETY: (i · n + j) · k + k0 + L ≤ n · n · k, inside `dst` (the caller's).
             unsafe { std::ptr::copy_nonoverlapping(vi.as_ptr(), dst.0.add((i * n + j) * k + k0), L) };
@@ -264,24 +337,28 @@ unsafe fn chunk<const L: usize>(a: &Sparse, src: &[f32], dst: &SendPtr, k: usize
     }
 }
 
-/// One line of a sandwich's pass, `v = A · x` (each entry L channels): `pre`, B's products, `post`.
+/// One line of a sandwich's pass, `v = A · x` (each entry L channels): `pre`, B's products, `post` — every
+/// count and index a constant of `T`.
 #[inline(always)]
-fn line<const L: usize>(a: &Sparse, x: &mut [[f32; L]; 8], v: &mut [[f32; L]; 8]) {
-    for &(s, s2) in &a.pre {
+fn line<T: Transform, const L: usize>(x: &mut [[f32; L]; 8], v: &mut [[f32; L]; 8]) {
+    for p in 0..T::A.npre {
+        let (s, s2) = T::A.pre[p];
         for l in 0..L {
             let (p, q) = (x[s][l], x[s2][l]);
             x[s][l] = p + q;
             x[s2][l] = p - q;
         }
     }
-    for (vi, row) in v.iter_mut().zip(&a.rows) {
+    for i in 0..T::A.n {
         let mut acc = [0f32; L];
-        for &(s, c) in row {
+        for e in 0..T::A.count[i] {
+            let (s, c) = T::A.rows[i][e];
             acc.iter_mut().zip(&x[s]).for_each(|(o, &x)| *o += c * x);
         }
-        *vi = acc;
+        v[i] = acc;
     }
-    for &(i, i2) in &a.post {
+    for p in 0..T::A.npost {
+        let (i, i2) = T::A.post[p];
         for l in 0..L {
             let (e, o) = (v[i][l], v[i2][l]);
             v[i][l] = e + o;
@@ -436,7 +513,7 @@ pub fn big_hat(x: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
                         }
                     }
                 }
-                sandwich(&transforms().big_in, win, dst, k4);
+                sandwich::<BigIn>(win, dst, k4);
             }
         })
     };
@@ -464,7 +541,7 @@ pub fn small_hat(a: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
                 for r in 0..BLOCK.min(h - oy) {
                     win[r * BLOCK * s..][..width].copy_from_slice(&pix[((oy + r) * w + ox) * s..][..width]);
                 }
-                sandwich(&transforms().small_in, win, dst, s);
+                sandwich::<SmallIn>(win, dst, s);
             }
         })
     };
@@ -481,7 +558,7 @@ pub fn small_out(hat: &[f32], [b, s, h, w]: [usize; 4]) -> Vec<f32> {
             let (win, pix) = buf.split_at_mut(BLOCK * BLOCK * s);
             for (t, src) in hat.chunks_exact(PTS * s).enumerate() {
                 let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
-                sandwich(&transforms().small_out, src, as_uninit(win), s);
+                sandwich::<SmallOut>(src, as_uninit(win), s);
                 // pix [oy + i, ox + j, s] = win [i, j, s]
                 let width = BLOCK.min(w - ox) * s;
                 for i in 0..BLOCK.min(h - oy) {
@@ -509,7 +586,7 @@ pub fn big_out(hat: &[f32], [b, c, hh, ww]: [usize; 4]) -> Vec<f32> {
             grid.fill(0.0);
             for (t, src) in hat.chunks_exact(PTS * k4).enumerate() {
                 let (oy, ox) = (BLOCK * (t / tx), BLOCK * (t % tx));
-                sandwich(&transforms().big_out, src, as_uninit(win), k4);
+                sandwich::<BigOut>(src, as_uninit(win), k4);
                 // grid [gy, gx, 4C] += win [r, s, 4C]
                 for r in 0..8 {
                     let dst = &mut grid[((oy + r) * gw + ox) * k4..][..8 * k4];
@@ -539,7 +616,7 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
     let mut taps = vec![0f32; 4 * k];
     for_taps(s, c, |tap, wi| taps[tap] = w[wi]);
     let mut out = vec![0f32; PTS * k];
-    sandwich_par(&transforms().weight_in, &taps, as_uninit(&mut out), k);
+    sandwich_par::<WeightIn>(&taps, as_uninit(&mut out), k);
     out
 }
 
@@ -547,7 +624,7 @@ pub fn weight_hat(w: &[f32], s: usize, c: usize) -> Vec<f32> {
 pub fn weight_out(hat: &[f32], s: usize, c: usize) -> Vec<f32> {
     let k = s * 4 * c;
     let mut taps = vec![0f32; 4 * k];
-    sandwich_par(&transforms().weight_out, hat, as_uninit(&mut taps), k);
+    sandwich_par::<WeightOut>(hat, as_uninit(&mut taps), k);
     let mut out = vec![0f32; s * c * 16];
     for_taps(s, c, |tap, wi| out[wi] = taps[tap]);
     out
