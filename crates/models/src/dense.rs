@@ -144,19 +144,21 @@ impl CustomOp1 for ColumnSum {
         let y = contiguous_f32(s, l)?;
         let d = l.dims()[1];
         let mut sums = vec![0f32; d];
-        // Blocks of columns on candle's kernel threads, each column summed over the rows in order (the same bits
-        // at any thread count): one thread's pass over a 1024 × 784 gradient was ≈ 1% of an MLP VAE step.
-        const COLUMNS: usize = 64;
+        // A range of columns per kernel thread, each column summed over the rows in order (the same bits at any
+        // thread count): one thread's pass over a 1024 × 784 gradient was ≈ 1% of an MLP VAE step. Wide ranges,
+        // so that each row's part is a long run (64-column blocks read as short strided runs cost more in all).
+        let threads = candle_core::utils::get_num_threads();
+        let columns = if threads > 1 && y.len() >= 1 << 16 { d.div_ceil(threads).next_multiple_of(16) } else { d };
         let block = |(b, out): (usize, &mut [f32])| {
             for row in y.chunks_exact(d) {
-                out.iter_mut().zip(&row[b * COLUMNS..]).for_each(|(s, v)| *s += v);
+                out.iter_mut().zip(&row[b * columns..]).for_each(|(s, v)| *s += v);
             }
         };
-        if candle_core::utils::get_num_threads() > 1 && d > COLUMNS && y.len() >= 1 << 16 {
+        if columns < d {
             use rayon::prelude::*;
-            sums.par_chunks_mut(COLUMNS).enumerate().for_each(block);
+            sums.par_chunks_mut(columns).enumerate().for_each(block);
         } else {
-            sums.chunks_mut(COLUMNS).enumerate().for_each(block);
+            sums.chunks_mut(columns.max(1)).enumerate().for_each(block);
         }
         Ok((CpuStorage::F32(sums), Shape::from(d)))
     }

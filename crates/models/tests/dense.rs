@@ -11,7 +11,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn dense_equals_candle_linear() {
     let dev = Device::Cpu;
-    for (n, i, o) in [(5, 7, 3), (128, 784, 400), (1, 2, 1)] {
+    // 1024 × 300 outputs: the bias add and its column sums split over the kernel threads.
+    for (n, i, o) in [(5, 7, 3), (128, 784, 400), (1, 2, 1), (1024, 100, 300)] {
         let vm = VarMap::new();
         let vb = vaelab_models::init::SeededInit::var_builder(&vm, 3, &dev);
         let ours = dense::dense(i, o, vb.pp("l")).unwrap();
