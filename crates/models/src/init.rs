@@ -79,10 +79,29 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
-/// `shape`-shaped tensor of standard normals drawn from `rng`.
+/// `shape`-shaped tensor of standard normals drawn from `rng`: the draws of [`standard_normal`] one after the
+/// other, the same bits. Each normal takes two words of the stream, so a large tensor is drawn in chunks, each
+/// from its own place in the stream (ChaCha seeks), on candle's kernel threads — the reparameterization noise
+/// of an MLP VAE at batch 1024 (20k normals, a log and a cosine each) was ≈ 1.5% of its step on one thread.
 pub fn randn(rng: &mut ChaCha8Rng, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+    const CHUNK: usize = 4096;
     let shape = shape.into();
-    let v: Vec<f32> = (0..shape.elem_count()).map(|_| standard_normal(rng)).collect();
+    let n = shape.elem_count();
+    let mut v = vec![0f32; n];
+    let base = rng.get_word_pos();
+    let start = &*rng;
+    let draw = |(c, out): (usize, &mut [f32])| {
+        let mut r = start.clone();
+        r.set_word_pos(base + 2 * (c * CHUNK) as u128);
+        out.iter_mut().for_each(|x| *x = standard_normal(&mut r));
+    };
+    if n >= 2 * CHUNK && candle_core::utils::get_num_threads() > 1 {
+        use rayon::prelude::*;
+        v.par_chunks_mut(CHUNK).enumerate().for_each(draw);
+    } else {
+        v.chunks_mut(CHUNK).enumerate().for_each(draw);
+    }
+    rng.set_word_pos(base + 2 * n as u128);
     Tensor::from_vec(v, shape, device)
 }
 
@@ -112,5 +131,23 @@ impl SimpleBackend for SeededInit {
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.varmap.data().lock().unwrap().contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn randn_draws_what_one_normal_after_the_other_would() {
+        for (n, skip) in [(5usize, 0usize), (3 * 4096 + 17, 3), (1024 * 20, 1)] {
+            let mut want_rng = ChaCha8Rng::seed_from_u64(n as u64);
+            (0..skip).for_each(|_| drop(want_rng.random::<u32>()));
+            let mut rng = want_rng.clone();
+            let want: Vec<f32> = (0..n).map(|_| standard_normal(&mut want_rng)).collect();
+            let got = randn(&mut rng, n, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got, want, "{n} normals");
+            assert_eq!(rng.random::<u64>(), want_rng.random::<u64>(), "the stream goes on where it would");
+        }
     }
 }
