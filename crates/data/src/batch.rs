@@ -129,7 +129,9 @@ mod tests {
             let x: Vec<f32> = (0..len).map(|i| (i % 256) as f32 / 255.0).collect();
             let mut want_rng = ChaCha8Rng::seed_from_u64(len as u64);
             // A stream not at a block boundary: some words already drawn.
-            (0..skip).for_each(|_| drop(want_rng.random::<u32>()));
+            (0..skip).for_each(|_| {
+                let _ = want_rng.random::<u32>();
+            });
             let mut rng = want_rng.clone();
             let want: Vec<f32> = x.iter().map(|&v| if want_rng.random::<f32>() < v { 1.0 } else { 0.0 }).collect();
             let mut got = x.clone();

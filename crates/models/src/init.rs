@@ -87,20 +87,13 @@ pub fn randn(rng: &mut ChaCha8Rng, shape: impl Into<Shape>, device: &Device) -> 
     const CHUNK: usize = 4096;
     let shape = shape.into();
     let n = shape.elem_count();
-    let mut v = vec![0f32; n];
     let base = rng.get_word_pos();
     let start = &*rng;
-    let draw = |(c, out): (usize, &mut [f32])| {
+    let v = crate::fastconv::pieces(n, CHUNK, |c, out| {
         let mut r = start.clone();
         r.set_word_pos(base + 2 * (c * CHUNK) as u128);
         out.iter_mut().for_each(|x| *x = standard_normal(&mut r));
-    };
-    if n >= 2 * CHUNK && candle_core::utils::get_num_threads() > 1 {
-        use rayon::prelude::*;
-        v.par_chunks_mut(CHUNK).enumerate().for_each(draw);
-    } else {
-        v.chunks_mut(CHUNK).enumerate().for_each(draw);
-    }
+    });
     rng.set_word_pos(base + 2 * n as u128);
     Tensor::from_vec(v, shape, device)
 }
@@ -142,7 +135,9 @@ mod tests {
     fn randn_draws_what_one_normal_after_the_other_would() {
         for (n, skip) in [(5usize, 0usize), (3 * 4096 + 17, 3), (1024 * 20, 1)] {
             let mut want_rng = ChaCha8Rng::seed_from_u64(n as u64);
-            (0..skip).for_each(|_| drop(want_rng.random::<u32>()));
+            (0..skip).for_each(|_| {
+                let _ = want_rng.random::<u32>();
+            });
             let mut rng = want_rng.clone();
             let want: Vec<f32> = (0..n).map(|_| standard_normal(&mut want_rng)).collect();
             let got = randn(&mut rng, n, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();

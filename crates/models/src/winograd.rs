@@ -57,7 +57,6 @@ fn enabled() -> bool {
 /// in the sign of their odd rows. So a pair's two outputs are e ± o from one set of products (`post`), or the
 /// inputs of a pair are first turned into their sum and difference (`pre`) — 23 to 32 products per line where
 /// A has 44 non-zero entries.
-#[derive(Clone, Copy)]
 struct Sparse {
     n: usize,
     width: usize,
@@ -112,14 +111,16 @@ impl Sparse {
             // the entries in input order.
             let mut j = 0;
             while j < 8 {
-                let (col, input) = match j {
-                    1 | 3 | 5 => (j, if i % 2 == 0 { j } else { j + 1 }),
-                    2 | 4 | 6 => (j, usize::MAX),
-                    _ => (j, j),
+                let input = match j {
+                    1 | 3 | 5 => Some(if i % 2 == 0 { j } else { j + 1 }),
+                    2 | 4 | 6 => None, // the pair's second point: taken through the first
+                    _ => Some(j),
                 };
-                if input != usize::MAX && m[i][col] != 0.0 {
-                    a.rows[i][a.count[i]] = (input, m[i][col] as f32);
-                    a.count[i] += 1;
+                if let Some(input) = input {
+                    if m[i][j] != 0.0 {
+                        a.rows[i][a.count[i]] = (input, m[i][j] as f32);
+                        a.count[i] += 1;
+                    }
                 }
                 j += 1;
             }
