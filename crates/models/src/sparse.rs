@@ -147,6 +147,15 @@ impl SparseRows {
                     // SAFETY: as `piece_body`'s (the caller's).
                     unsafe { piece_body(s, m, b, init, rows, t, dst) }
                 }
+                #[target_feature(enable = "avx512f")]
+                unsafe fn wider(s: &SparseRows, m: &Panels, b: usize, init: Option<&[f32]>, rows: std::ops::Range<usize>, t: bool, dst: &SendPtr) {
+                    // SAFETY: as `piece_body`'s (the caller's).
+                    unsafe { piece_body(s, m, b, init, rows, t, dst) }
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above); `piece_body`'s contract as below.
+                    return unsafe { wider(self, m, b, init, rows, transposed_out, dst) };
+                }
                 if std::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2 (checked just above); `piece_body`'s contract as below.
                     return unsafe { wide(self, m, b, init, rows, transposed_out, dst) };
@@ -319,7 +328,7 @@ const ROWS_PER_PIECE: usize = 32;
 const LANES: usize = 64;
 
 /// Output rows `rows` of [`SparseRows::times`] in panel `b`'s 64 columns, each row's block summed in registers
-/// in the entries' order and written once. Compiled for AVX2
+/// in the entries' order and written once. Compiled for AVX-512 (four registers a row) or AVX2 (eight)
 /// where the CPU has it: the same operations in the same order either way (no FMA contraction), so the same
 /// bits on any machine.
 ///
