@@ -52,7 +52,8 @@ fn down_equals_candle_conv2d() {
     for &(_, c, o, h, w) in &winograd {
         assert!(vaelab_models::winograd::applies(c, o, h / 2, w / 2), "{c}→{o} at {h}×{w} should take the Winograd path");
     }
-    for (b, c, o, h, w) in [(3, 1, 8, 28, 28), (2, 5, 4, 14, 6), (1, 3, 2, 2, 2), (20, 3, 5, 8, 8), (37, 2, 3, 4, 6)].into_iter().chain(winograd) {
+    // (2, 1, 32, 28, 28): the conv VAE's first layer.
+    for (b, c, o, h, w) in [(3, 1, 8, 28, 28), (2, 1, 32, 28, 28), (2, 5, 4, 14, 6), (1, 3, 2, 2, 2), (20, 3, 5, 8, 8), (37, 2, 3, 4, 6)].into_iter().chain(winograd) {
         let vm = VarMap::new();
         let vb = vaelab_models::init::SeededInit::var_builder(&vm, 1, &dev);
         let ours = fastconv::down(c, o, vb.pp("l")).unwrap();
@@ -69,7 +70,8 @@ fn up_equals_candle_conv_transpose2d() {
     for &(_, c, o, h, w) in &winograd {
         assert!(vaelab_models::winograd::applies(o, c, h, w), "{c}→{o} at {h}×{w} should take the Winograd path");
     }
-    for (b, c, o, h, w) in [(3, 8, 1, 7, 7), (2, 4, 5, 3, 6), (1, 2, 3, 1, 1), (20, 3, 5, 4, 4), (37, 2, 3, 3, 2)].into_iter().chain(winograd) {
+    // One output channel, in image groups (7×7) and one image a gemm (14×14, the conv VAE's last layer).
+    for (b, c, o, h, w) in [(3, 8, 1, 7, 7), (2, 32, 1, 14, 14), (2, 4, 5, 3, 6), (1, 2, 3, 1, 1), (20, 3, 5, 4, 4), (37, 2, 3, 3, 2)].into_iter().chain(winograd) {
         let vm = VarMap::new();
         let vb = vaelab_models::init::SeededInit::var_builder(&vm, 2, &dev);
         let ours = fastconv::up(c, o, vb.pp("l")).unwrap();
