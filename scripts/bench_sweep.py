@@ -5,8 +5,9 @@ step that `vaelab bench` measures with the same kernel threads (the runner gives
 and as many benches at once as the sweep runs trials. That comparison moves with run-to-run noise (±25%); the
 last column is the runner's overhead from the trials' own time split instead (status.yaml `time_split`: setup,
 scalar logs, checkpoints, event and Parquet files over the time in training steps, in the same process).
-Also the serial baseline, --jobs 1 on one kernel thread (one core), for the textbook efficiency T(1 core) / (2 ·
-T(jobs 2)); the first figure compares with --jobs 1 already using both cores through its kernels. Several rounds
+Also the serial baseline, --jobs 1 on one kernel thread with the whole process held to one core (sched_setaffinity:
+its batch-producer thread too, which ran on the second core before session 26), for the textbook efficiency
+T(1 core) / (2 · T(jobs 2)); the first figure compares with --jobs 1 already using both cores through its kernels. Several rounds
 (default 3), the three sweeps in a rotating order; each round's efficiencies, then their medians.
 
   python3 scripts/bench_sweep.py [ROUNDS]   (VAELAB_DATA as for the specs; run on an idle machine; ≈ 90 s a round)
@@ -23,11 +24,18 @@ cores = os.cpu_count()
 data = os.path.join(os.environ.get("VAELAB_DATA", "data"), "mnist")
 
 
+def one_core():
+    """The serial baseline on one core: the process and all its threads (a trial's batch producer too, which
+    would otherwise run on the other core beside the trial) limited to the first CPU this script may use."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def bare_step_s(threads, side_by_side):
     """The bare training step at `threads` kernel threads, with `side_by_side` benches running at once (as the
     sweep runs its trials), so the runner's overhead is compared under the same sharing of caches and memory."""
     cmd = [vaelab, "bench", "--model", "conv", "--batch", "128", "--steps", "60", "--threads", str(threads), "--data", data]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(side_by_side)]
+    pin = one_core if threads == 1 and side_by_side == 1 else None
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pin) for _ in range(side_by_side)]
     steps = []
     for p in procs:
         out, _ = p.communicate()
@@ -48,7 +56,8 @@ def sweep(jobs, kernel_threads):
         if kernel_threads:
             env["RAYON_NUM_THREADS"] = str(kernel_threads)
         t = time.perf_counter()
-        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs), "--runs-dir", runs], check=True, capture_output=True, env=env)
+        subprocess.run([vaelab, "run", spec, "--jobs", str(jobs), "--runs-dir", runs], check=True, capture_output=True, env=env,
+                       preexec_fn=one_core if kernel_threads == 1 else None)
         wall = time.perf_counter() - t
         sweep_dir = next(os.scandir(os.path.join(runs, "bench-sweep"))).path
         trials = [yaml.safe_load(open(os.path.join(e.path, "status.yaml"))) for e in os.scandir(sweep_dir) if e.is_dir()]
@@ -92,4 +101,4 @@ eff_jobs1 = [100 * rows["1"]["wall"] / rows["2"]["wall"] / 2 for rows in per_rou
 eff_core = [100 * rows["1, one core"]["wall"] / rows["2"]["wall"] / 2 for rows in per_round]
 fmt = lambda xs: " / ".join(f"{x:.0f}%" for x in xs)
 print(f"\n--jobs 2 vs --jobs 1: parallel efficiency {median(eff_jobs1):.0f}% median (rounds {fmt(eff_jobs1)}; {per_round[0]['1']['n']} trials)")
-print(f"--jobs 2 vs one core (--jobs 1, RAYON_NUM_THREADS=1): parallel efficiency {median(eff_core):.0f}% median (rounds {fmt(eff_core)})")
+print(f"--jobs 2 vs one core (--jobs 1, RAYON_NUM_THREADS=1, held to one CPU): parallel efficiency {median(eff_core):.0f}% median (rounds {fmt(eff_core)})")
