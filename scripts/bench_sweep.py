@@ -7,12 +7,13 @@ last column is the runner's overhead from the trials' own time split instead (st
 scalar logs, checkpoints, event and Parquet files over the time in training steps, in the same process).
 Also the serial baseline, --jobs 1 on one kernel thread with the whole process held to one core (sched_setaffinity:
 its batch-producer thread too, which ran on the second core before session 26), for the textbook efficiency
-T(1 core) / (2 · T(jobs 2)); the first figure compares with --jobs 1 already using both cores through its kernels. Several rounds
-(default 3), the three sweeps in a rotating order; each round's efficiencies, then their medians.
+T(1 core) / (2 · T(jobs 2)); the first figure compares with --jobs 1 already using both cores through its kernels.
+Several rounds (default 3), the three sweeps in a rotating order; each round's efficiencies, then their medians.
 
   python3 scripts/bench_sweep.py [ROUNDS]   (VAELAB_DATA as for the specs; run on an idle machine; ≈ 90 s a round)
 """
 import json, os, subprocess, sys, tempfile, time
+from statistics import median
 
 import yaml
 
@@ -69,23 +70,20 @@ def sweep(jobs, kernel_threads):
     return dict(wall=wall, per_step=per_step, split=split, bare=bare_step_s(threads, jobs), threads=threads, n=len(trials))
 
 
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
-
-
 # Rounds, the settings in a different order each round, so that the machine's drift (±15% over minutes on this
 # shared host) falls on all of them; the efficiencies are per round (each from one round's three sweeps), then
 # their median — one pass of three sweeps gave 83–96% against one core on the same binary within an hour.
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-per_round = []
+per_round, eff_jobs1, eff_core = [], [], []
 for r in range(rounds):
-    order = SETTINGS[r % 3:] + SETTINGS[:r % 3]
-    rows = {label: sweep(jobs, kt) for label, jobs, kt in order}
+    k = r % len(SETTINGS)
+    rows = {label: sweep(jobs, kt) for label, jobs, kt in SETTINGS[k:] + SETTINGS[:k]}
     rows = {label: rows[label] for label, _, _ in SETTINGS}
     per_round.append(rows)
+    eff_jobs1.append(100 * rows["1"]["wall"] / rows["2"]["wall"] / 2)
+    eff_core.append(100 * rows["1, one core"]["wall"] / rows["2"]["wall"] / 2)
     print(f"round {r + 1}/{rounds}: sweep wall jobs 1 / jobs 2 / one core {rows['1']['wall']:.1f} / {rows['2']['wall']:.1f} / {rows['1, one core']['wall']:.1f} s; "
-          f"efficiency {100 * rows['1']['wall'] / rows['2']['wall'] / 2:.0f}% vs jobs 1, {100 * rows['1, one core']['wall'] / rows['2']['wall'] / 2:.0f}% vs one core", flush=True)
+          f"efficiency {eff_jobs1[-1]:.0f}% vs jobs 1, {eff_core[-1]:.0f}% vs one core", flush=True)
 
 print(f"\nmedians of {rounds} round(s):\n")
 print(f"| jobs | kernel threads each | sweep wall s | trial s/step (incl. logging, Parquet, checkpoints, final eval) | bare step s (`vaelab bench`, same threads, as many at once as jobs) | vs bare | in-trial split: steps / eval / rest s | runner overhead (rest / steps) |")
@@ -97,8 +95,6 @@ for label, _, _ in SETTINGS:
     print(f"| {label} | {rs[0]['threads']} | {m(lambda r: r['wall']):.1f} | {m(lambda r: r['per_step']) * 1e3:.1f} ms | {m(lambda r: r['bare']) * 1e3:.1f} ms "
           f"| {m(lambda r: 100 * (r['per_step'] / r['bare'] - 1)):+.1f}% | {sp['steps_s']:.1f} / {sp['eval_s']:.1f} / {sp['other_s']:.1f} "
           f"| {m(lambda r: 100 * r['split']['other_s'] / r['split']['steps_s']):.2f}% |")
-eff_jobs1 = [100 * rows["1"]["wall"] / rows["2"]["wall"] / 2 for rows in per_round]
-eff_core = [100 * rows["1, one core"]["wall"] / rows["2"]["wall"] / 2 for rows in per_round]
 fmt = lambda xs: " / ".join(f"{x:.0f}%" for x in xs)
 print(f"\n--jobs 2 vs --jobs 1: parallel efficiency {median(eff_jobs1):.0f}% median (rounds {fmt(eff_jobs1)}; {per_round[0]['1']['n']} trials)")
 print(f"--jobs 2 vs one core (--jobs 1, RAYON_NUM_THREADS=1, held to one CPU): parallel efficiency {median(eff_core):.0f}% median (rounds {fmt(eff_core)})")
