@@ -42,6 +42,8 @@ struct Param {
 /// The in-place update of one parameter from its gradient.
 struct Update<'a> {
     moments: &'a Mutex<Moments>,
+    /// The kernel threads a large parameter's update may be split over.
+    threads: usize,
     lr_t: f32,
     beta1: f32,
     beta2: f32,
@@ -49,28 +51,51 @@ struct Update<'a> {
 }
 
 impl Update<'_> {
-    /// θ, m, v ← one Adam step with gradient `g` (the sum of a batch's shard gradients, element by element).
-    fn apply(&self, p: &mut [f32], g: impl Iterator<Item = f32>) {
+    /// θ, m, v ← one Adam step with gradient `g`, or `g + h` element by element (two shards' gradients).
+    fn apply(&self, p: &mut [f32], g: &[f32], h: Option<&[f32]>) {
         let mut st = self.moments.lock().expect("moments lock");
         let Moments { m, v } = &mut *st;
         if m.len() != p.len() {
             *m = vec![0.0; p.len()];
             *v = vec![0.0; p.len()];
         }
-        let (b1, b2) = (self.beta1, self.beta2);
-        // Zipped slices, no indexing: the loop compiles to packed SIMD (with bounds checks it did not, and the
-        // update was 14% of an MLP VAE step — perf).
-        for (((p, gi), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        if self.threads > 1 && p.len() > CHUNK {
+            // A large parameter in pieces on the kernel threads: the MLP VAE's two 784×400 weights are 96% of its
+            // parameters, so one thread per parameter left most of the update on one thread. Element-wise, so the
+            // same bits however it is split.
+            use rayon::prelude::*;
+            let pieces = p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK));
+            match h {
+                None => pieces.for_each(|(((p, m), v), g)| self.update(p, m, v, g, None)),
+                Some(h) => pieces.zip(h.par_chunks(CHUNK)).for_each(|((((p, m), v), g), h)| self.update(p, m, v, g, Some(h))),
+            }
+        } else {
+            self.update(p, m, v, g, h);
+        }
+    }
+
+    fn update(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], h: Option<&[f32]>) {
+        let (b1, b2, lr_t, eps_t) = (self.beta1, self.beta2, self.lr_t, self.eps_t);
+        let one = |p: &mut f32, gi: f32, m: &mut f32, v: &mut f32| {
             let mi = b1 * *m + (1.0 - b1) * gi;
             let vi = b2 * *v + (1.0 - b2) * gi * gi;
             *m = mi;
             *v = vi;
             // θ ← θ − α_t · m / (√v + ε̂), with α_t = α·√(1−β2^t)/(1−β1^t) and ε̂ = ε·√(1−β2^t): the
             // same update as m̂ / (√v̂ + ε) without dividing every element twice.
-            *p -= self.lr_t * mi / (vi.sqrt() + self.eps_t);
+            *p -= lr_t * mi / (vi.sqrt() + eps_t);
+        };
+        // Zipped slices, no indexing: the loops compile to packed SIMD (with bounds checks they did not, and the
+        // update was 14% of an MLP VAE step — perf).
+        match h {
+            None => p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).for_each(|(((p, &gi), m), v)| one(p, gi, m, v)),
+            Some(h) => p.iter_mut().zip(g).zip(h).zip(m.iter_mut()).zip(v.iter_mut()).for_each(|((((p, &gi), &hi), m), v)| one(p, gi + hi, m, v)),
         }
     }
 }
+
+/// Elements per piece of a parameter's update split over threads (64 KiB of each array).
+const CHUNK: usize = 16 * 1024;
 
 /// A contiguous f32 slice of a parameter or gradient.
 fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -92,7 +117,7 @@ impl candle_core::InplaceOp2 for Update<'_> {
 
     fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
         let (p, g) = (f32s_mut(p, pl)?, f32s(g, gl, "gradients")?);
-        self.apply(p, g.iter().copied());
+        self.apply(p, g, None);
         Ok(())
     }
 }
@@ -108,7 +133,7 @@ impl candle_core::InplaceOp3 for Update<'_> {
         if g.len() != p.len() || h.len() != p.len() {
             candle_core::bail!("fused Adam: gradients of {} and {} for a parameter of {}", g.len(), h.len(), p.len());
         }
-        self.apply(p, g.iter().zip(h).map(|(a, b)| a + b));
+        self.apply(p, g, Some(h));
         Ok(())
     }
 }
@@ -180,20 +205,21 @@ impl Adam {
     }
 
     /// One update from the sum of several gradient stores (a batch's shards, `train.shards`), added in the
-    /// order given. Parameters are updated in parallel on candle's kernel threads when it has several: each
-    /// update reads and writes only its own parameter and moments, so the result does not depend on it (the
-    /// serial loop over parameters was the part of a sharded step that ran on one thread).
+    /// order given. Parameters, and pieces of large ones, are updated in parallel on candle's kernel threads when
+    /// it has several: each piece reads and writes only its own elements, so the result does not depend on it
+    /// (the serial loop over parameters was the part of a sharded step that ran on one thread).
     pub fn step_sum(&mut self, grads: &[GradStore]) -> Result<()> {
         self.t += 1;
         let c = self.config;
         let (lr_t, eps_t) = step_size(&c, self.t);
+        let threads = candle_core::utils::get_num_threads();
         let one = |param: &Param| -> Result<()> {
             let Param { var, moments, .. } = param;
             let parts: Vec<&Tensor> = grads.iter().filter_map(|g| g.get(var.as_tensor())).collect();
             if !parts.is_empty() && !vaelab_models::kernels::custom(var.as_tensor()) {
                 return stock_update(param, &sum_in_order(&parts)?, (c.beta1, c.beta2), lr_t as f64, eps_t as f64);
             }
-            let update = Update { moments, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
+            let update = Update { moments, threads, lr_t, beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps_t };
             match parts.as_slice() {
                 [] => Ok(()),
                 [g] => var.as_tensor().inplace_op2(&g.contiguous()?, &update),
@@ -203,7 +229,7 @@ impl Adam {
                 }
             }
         };
-        if candle_core::utils::get_num_threads() > 1 {
+        if threads > 1 {
             use rayon::prelude::*;
             self.params.par_iter().try_for_each(one)
         } else {

@@ -68,3 +68,32 @@ fn a_step_from_shard_gradients_is_the_step_from_their_sum() {
     }
     std::env::remove_var("RAYON_NUM_THREADS");
 }
+
+/// A parameter large enough to be updated in pieces on several threads (50,000 elements: three whole pieces
+/// and part of a fourth) takes the same steps, bit for bit, on one kernel thread and on two, from one gradient
+/// store or two.
+#[test]
+fn a_large_parameter_steps_the_same_on_one_thread_or_two() {
+    let dev = Device::Cpu;
+    let n = 50_000;
+    let init: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+    let init = Tensor::from_vec(init, n, &dev).unwrap();
+    let target = Tensor::arange(0u32, n as u32, &dev).unwrap().to_dtype(candle_core::DType::F32).unwrap().affine(1e-4, -1.0).unwrap();
+    let loss = |v: &Var, s: f64| v.as_tensor().sub(&target).unwrap().affine(s, 0.0).unwrap().powf(4.0).unwrap().sum_all().unwrap();
+    for stores in [1, 2] {
+        let run = |threads: usize| {
+            candle_core::utils::with_num_threads(threads, || {
+                let a = Var::from_tensor(&init).unwrap();
+                let mut opt = Adam::new(vec![a.clone()], AdamConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+                for _ in 0..5 {
+                    let parts: Vec<_> = (0..stores).map(|s| loss(&a, 1.0 + s as f64).backward().unwrap()).collect();
+                    opt.step_sum(&parts).unwrap();
+                }
+                a.as_tensor().to_vec1::<f32>().unwrap()
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.iter().zip(init.to_vec1::<f32>().unwrap()).any(|(a, b)| *a != b), "the parameter moved");
+        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{stores} store(s): one thread and two differ");
+    }
+}
